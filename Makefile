@@ -1,0 +1,33 @@
+# Every target creates .venv when missing and installs only what changed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pdm-gateway demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest tests/benchmarks -q -s
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway simulators tests
+	$(BIN)/mypy gateway
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,149 @@
+"""Command line: ``pdm-gateway run | demo | simulate | check-config``.
+
+Exit codes: 0 success; 1 runtime failure; 2 bad configuration or usage; 3 a local resource
+(a port, the store file) is unavailable. Expected failures print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config.loader import load_config
+from gateway.core.errors import ConfigError, ResourceUnavailableError
+from gateway.runtime.logs import setup_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pdm-gateway", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    p.add_argument("--version", action="version", version=f"pdm-gateway {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def logging_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--log-format", choices=("text", "json"), default="text")
+        sp.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
+
+    run = sub.add_parser("run", help="run the gateway from a config file")
+    run.add_argument("config", type=Path)
+    logging_args(run)
+
+    chk = sub.add_parser("check-config", help="validate a config file: prints ok or every error")
+    chk.add_argument("config", type=Path)
+
+    demo = sub.add_parser("demo", help="simulated machines + gateway + live view")
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    demo.add_argument("--state-dir", type=Path, default=None, help="keep the store here")
+    logging_args(demo)
+
+    sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=5020)
+    sim.add_argument("--machines", type=int, default=3)
+    sim.add_argument("--speedup", type=float, default=1.0)
+    logging_args(sim)
+    return p
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    for path, reason in exc.errors:
+        print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+
+
+def cmd_check_config(path: Path) -> int:
+    from gateway.runtime.pipeline import unsupported_sections
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    errors = unsupported_sections(cfg)
+    if errors:
+        _print_config_error(ConfigError(errors))
+        return EXIT_CONFIG
+    print("ok")
+    return EXIT_OK
+
+
+async def _until_signal(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run(path: Path) -> int:
+    from gateway.runtime.pipeline import Pipeline
+
+    cfg = load_config(path)
+    stop = asyncio.Event()
+    await _until_signal(stop)
+    pipeline = Pipeline(cfg)
+    await pipeline.start()
+    await stop.wait()
+    log.info("signal received: draining")
+    await pipeline.stop()
+    return EXIT_OK
+
+
+async def _demo(duration: float | None, state_dir: Path | None) -> int:
+    from gateway.demo import run_demo
+
+    stop = asyncio.Event()
+    await _until_signal(stop)
+    return await run_demo(duration, state_dir, stop)
+
+
+async def _simulate(host: str, port: int, machines: int, speedup: float) -> int:
+    from simulators.machine import Machine, MachineSpec
+    from simulators.modbus_server import MachineModbusServer
+
+    stop = asyncio.Event()
+    await _until_signal(stop)
+    specs = [MachineSpec(seed=i) for i in range(machines)]
+    server = MachineModbusServer([Machine(s) for s in specs], host=host, port=port, speedup=speedup)
+    await server.start()
+    print(f"listening on {host}:{port} (units 1..{machines})", flush=True)
+    await stop.wait()
+    await server.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return cmd_check_config(args.config)
+    level = args.log_level or "info"
+    setup_logging(level if args.command != "demo" or args.log_level else "warning", args.log_format)
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args.config))
+        if args.command == "demo":
+            return asyncio.run(_demo(args.duration, args.state_dir))
+        if args.command == "simulate":
+            return asyncio.run(_simulate(args.host, args.port, args.machines, args.speedup))
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    except ResourceUnavailableError as exc:
+        print(f"pdm-gateway: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -1,0 +1,283 @@
+"""The Modbus collector: one supervised task per device.
+
+It connects, then runs one poll loop per poll group and one per waveform ring until the
+connection fails; then it closes, waits with backoff and jitter, and reconnects, forever. State
+changes are logged once ("connected", "unreachable", "recovered"), not every failed attempt.
+Output: ``Reading`` for tags and ``SampleBlock`` for waveforms, on the shared samples queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, ModbusWaveform
+from gateway.collectors.modbus.decode import (
+    decode_string,
+    decode_uint32,
+    decode_values,
+    decode_waveform,
+)
+from gateway.collectors.modbus.plan import ReadRequest, chunk_range, plan_reads
+from gateway.collectors.modbus.transport import ModbusTransport
+from gateway.config.plant import Channel
+from gateway.core.clock import Clock
+from gateway.core.errors import PermanentError, TransientError
+from gateway.core.records import Quality, Reading, SampleBlock
+from gateway.runtime.queues import BoundedQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _RingCursor:
+    """Where a waveform reader is in the device's sample stream (survives reconnects)."""
+
+    next_index: int | None = None  # absolute index of the next sample to read
+    last_raw: int | None = None  # last raw uint32 counter value
+    total: int = 0  # unwrapped counter
+
+    def update(self, raw: int) -> bool:
+        """Unwrap the uint32 counter; returns False if the device restarted (counter went back)."""
+        if self.last_raw is None:
+            self.total, self.last_raw = raw, raw
+            return True
+        delta = (raw - self.last_raw) % (1 << 32)
+        self.last_raw = raw
+        if delta >= 1 << 31:  # went backwards: the device restarted its stream
+            self.total = raw
+            return False
+        self.total += delta
+        return True
+
+
+@dataclass
+class DeviceCounters:
+    connects: int = 0
+    disconnects: int = 0
+    reads: int = 0
+    transient_errors: int = 0
+    permanent_errors: int = 0
+    samples_lost: int = 0
+    overruns: int = 0
+    late_polls: int = 0
+
+
+class ModbusCollector:
+    """Collector for one device. ``state`` is ``connecting``, ``connected`` or ``unreachable``."""
+
+    def __init__(
+        self,
+        device_id: str,
+        cfg: ModbusDevice,
+        channels: dict[str, Channel],
+        out: BoundedQueue[SampleBlock | Reading],
+        clock: Clock,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = f"modbus:{device_id}"
+        self.device_id, self.cfg, self.channels, self.out, self.clock = (
+            device_id,
+            cfg,
+            channels,
+            out,
+            clock,
+        )
+        self.rand = rand
+        self.transport = ModbusTransport(cfg)
+        self.state = "connecting"
+        self.counters = DeviceCounters()
+        self._cursors = {w.channel: _RingCursor() for w in cfg.waveforms}
+        self._plans = {
+            group: plan_reads([t for t in cfg.tags if t.poll_group == group], cfg.max_gap)
+            for group in cfg.poll_groups
+        }
+        self._failed_attempts = 0
+        self._bad_requests: set[tuple[int, int]] = set()
+        self.connected_event = asyncio.Event()
+
+    def status(self) -> dict[str, object]:
+        return {"state": self.state, "endpoint": self.cfg.endpoint, **vars(self.counters)}
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.transport.connect()
+                except TransientError as exc:
+                    self._set_unreachable(str(exc))
+                    await self.clock.sleep(
+                        self.cfg.reconnect.delay(self._failed_attempts, self.rand())
+                    )
+                    self._failed_attempts += 1
+                    continue
+                self._set_connected()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        for group, plan in self._plans.items():
+                            if plan:
+                                tg.create_task(self._poll_tags(group, plan))
+                        for w in self.cfg.waveforms:
+                            tg.create_task(self._poll_waveform(w))
+                except* TransientError as eg:
+                    self.counters.transient_errors += 1
+                    self.counters.disconnects += 1
+                    self._set_unreachable(str(eg.exceptions[0]))
+                await self.transport.close()
+                await self.clock.sleep(self.cfg.reconnect.delay(0, self.rand()))
+                self._failed_attempts = 1
+        finally:
+            await self.transport.close()
+
+    # -- state changes, logged once each ------------------------------------------------
+    def _set_connected(self) -> None:
+        self.counters.connects += 1
+        if self.state == "unreachable":
+            log.info(
+                "device %s recovered (%s) after %d failed attempt(s)",
+                self.device_id,
+                self.cfg.endpoint,
+                self._failed_attempts,
+            )
+        else:
+            log.info("device %s connected (%s)", self.device_id, self.cfg.endpoint)
+        self.state = "connected"
+        self._failed_attempts = 0
+        self.connected_event.set()
+
+    def _set_unreachable(self, reason: str) -> None:
+        self.connected_event.clear()
+        if self.state != "unreachable":
+            log.warning(
+                "device %s unreachable (%s): %s; retrying with backoff",
+                self.device_id,
+                self.cfg.endpoint,
+                reason,
+            )
+        self.state = "unreachable"
+
+    # -- reads --------------------------------------------------------------------------
+    async def _read(self, function: int, address: int, count: int) -> list[int] | list[bool]:
+        self.counters.reads += 1
+        return list(await self.transport.read(function, address, count))
+
+    async def _next_period(self, period_s: float, deadline: float) -> float:
+        """Sleep until ``deadline + period_s``; an overrun skips missed periods (counted)."""
+        now = self.clock.monotonic()
+        deadline += period_s
+        if deadline < now:
+            self.counters.late_polls += 1
+            deadline = now
+        await self.clock.sleep(deadline - now)
+        return deadline
+
+    async def _poll_tags(self, group: str, plan: list[ReadRequest]) -> None:
+        period = self.cfg.poll_groups[group].period_s
+        deadline = self.clock.monotonic()
+        while True:
+            ts = self.clock.now_ns()
+            readings: list[Reading] = []
+            for req in plan:
+                key = (req.function, req.address)
+                try:
+                    raw = await self._read(req.function, req.address, req.count)
+                except PermanentError as exc:
+                    self.counters.permanent_errors += 1
+                    if key not in self._bad_requests:
+                        self._bad_requests.add(key)
+                        log.error(
+                            "device %s: %s; tags %s are marked bad",
+                            self.device_id,
+                            exc,
+                            ", ".join(t.channel for t in req.tags),
+                        )
+                    readings += [
+                        Reading(t.channel, ts, ts, float("nan"), Quality.BAD) for t in req.tags
+                    ]
+                    continue
+                if key in self._bad_requests:
+                    self._bad_requests.discard(key)
+                    log.info("device %s: read at %d works again", self.device_id, req.address)
+                readings += [self._decode_tag(t, req, raw, ts) for t in req.tags]
+            for r in readings:
+                await self.out.put(r)
+            deadline = await self._next_period(period, deadline)
+
+    def _decode_tag(
+        self, tag: ModbusTag, req: ReadRequest, raw: list[int] | list[bool], ts: int
+    ) -> Reading:
+        off = tag.address - req.address
+        if tag.type == "bit":
+            value = float(bool(raw[off]))
+        elif tag.type == "string":  # strings are not numeric readings; length only for checks
+            value = float(
+                len(decode_string([int(r) for r in raw[off : off + tag.length]], tag.order))
+            )
+        else:
+            regs = [int(r) for r in raw[off : off + tag.register_count]]
+            value = float(decode_values(regs, tag.type, tag.order)[0]) * tag.scale + tag.offset
+        quality = Quality.GOOD if np.isfinite(value) else Quality.BAD
+        return Reading(tag.channel, ts, ts, value, quality)
+
+    async def _poll_waveform(self, w: ModbusWaveform) -> None:
+        fs = self.channels[w.channel].sample_rate_hz
+        assert fs is not None
+        cur = self._cursors[w.channel]
+        deadline = self.clock.monotonic()
+        while True:
+            block = await self._read_ring(w, cur, fs)
+            if block is not None:
+                await self.out.put(block)
+            deadline = await self._next_period(w.period_s, deadline)
+
+    async def _read_ring(
+        self, w: ModbusWaveform, cur: _RingCursor, fs: float
+    ) -> SampleBlock | None:
+        raw_counter = decode_uint32(
+            [int(r) for r in await self._read(w.function, w.sequence_address, 2)], w.sequence_order
+        )
+        if not cur.update(raw_counter) and cur.next_index is not None:
+            log.warning(
+                "device %s: %s stream restarted (counter went back)", self.device_id, w.channel
+            )
+            cur.next_index = None
+        counter = cur.total
+        start = max(0, counter - w.ring_length) if cur.next_index is None else cur.next_index
+        if counter - start > w.ring_length:
+            lost = counter - w.ring_length - start
+            self.counters.overruns += 1
+            self.counters.samples_lost += lost
+            start = counter - w.ring_length
+        n = counter - start
+        if n <= 0:
+            return None
+        regs = np.empty(n, dtype=np.uint16)
+        pos, filled = start % w.ring_length, 0
+        for seg_addr, seg_len in (
+            (pos, min(n, w.ring_length - pos)),
+            (0, n - min(n, w.ring_length - pos)),
+        ):
+            for addr, cnt in chunk_range(w.ring_address + seg_addr, seg_len):
+                regs[filled : filled + cnt] = await self._read(w.function, addr, cnt)
+                filled += cnt
+        # samples overwritten while we read are unusable: drop them from the front
+        raw_after = decode_uint32(
+            [int(r) for r in await self._read(w.function, w.sequence_address, 2)], w.sequence_order
+        )
+        after = counter + ((raw_after - raw_counter) % (1 << 32))
+        overwritten = after - w.ring_length - start
+        if overwritten > 0:
+            self.counters.samples_lost += min(overwritten, n)
+            regs, start = regs[min(overwritten, n) :], start + min(overwritten, n)
+        cur.next_index = counter
+        if regs.shape[0] == 0:
+            return None
+        now = self.clock.now_ns()
+        samples = decode_waveform(regs, w.sample_type, w.scale, w.offset)
+        source_ts = now - round((counter - start) / fs * 1e9)
+        return SampleBlock(w.channel, source_ts, now, fs, samples, start)

@@ -1,0 +1,119 @@
+"""Thin async wrapper over pymodbus clients: connect, read, classify errors.
+
+Exceptions from the client become ``TransientError`` (connection lost, timeout: reconnect and
+retry) or ``PermanentError`` (an exception response such as illegal address: the request itself
+is wrong and retrying cannot help). RTU devices sharing a serial port share one bus lock, so one
+transaction at a time runs per bus, separated by the 3.5-character silent interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from gateway.collectors.modbus.config import ModbusDevice
+from gateway.core.errors import PermanentError, TransientError
+
+_BUS_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+def inter_frame_delay_s(baudrate: int) -> float:
+    """Modbus RTU silent interval: 3.5 characters of 11 bits, at least 1.75 ms above 19200 baud."""
+    return 1.75e-3 if baudrate > 19200 else 3.5 * 11.0 / baudrate
+
+
+class ModbusTransport:
+    """One connection to one device. Not shared between tasks except through ``read``."""
+
+    def __init__(self, cfg: ModbusDevice) -> None:
+        self.cfg = cfg
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._in_flight = asyncio.Semaphore(cfg.max_in_flight)
+        self._bus_lock: asyncio.Lock | None = None
+        self._gap_s = 0.0
+        if cfg.transport == "rtu":
+            assert cfg.serial_port is not None
+            self._bus_lock = _BUS_LOCKS.setdefault(cfg.serial_port, asyncio.Lock())
+            self._gap_s = inter_frame_delay_s(cfg.baudrate)
+
+    async def connect(self) -> None:
+        """Open the connection or raise ``TransientError``."""
+        await self.close()
+        cfg = self.cfg
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if cfg.transport == "tcp":
+            assert cfg.host is not None
+            client = AsyncModbusTcpClient(
+                cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
+            )
+        else:
+            assert cfg.serial_port is not None
+            client = AsyncModbusSerialClient(
+                cfg.serial_port,
+                baudrate=cfg.baudrate,
+                parity=cfg.parity,
+                stopbits=cfg.stopbits,
+                bytesize=cfg.bytesize,
+                timeout=cfg.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+            )
+        try:
+            ok = await client.connect()
+        except (ModbusException, OSError) as exc:
+            client.close()
+            raise TransientError(f"connect failed: {exc}") from exc
+        if not ok:
+            client.close()
+            raise TransientError("connection refused or timed out")
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def read(self, function: int, address: int, count: int) -> Sequence[int] | Sequence[bool]:
+        """Read ``count`` registers (function 3, 4) or bits (function 1, 2) from ``address``."""
+        client = self._client
+        if client is None or not client.connected:
+            raise TransientError("not connected")
+        unit = self.cfg.unit_id
+        async with self._in_flight:
+            if self._bus_lock is not None:
+                async with self._bus_lock:
+                    rr = await self._call(client, function, address, count, unit)
+                    await asyncio.sleep(self._gap_s)
+            else:
+                rr = await self._call(client, function, address, count, unit)
+        if rr.isError():
+            raise PermanentError(f"function {function} at {address} x{count}: device answered {rr}")
+        values: Sequence[int] | Sequence[bool] = (
+            rr.bits[:count] if function in (1, 2) else rr.registers
+        )
+        return values
+
+    @staticmethod
+    async def _call(
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient,
+        function: int,
+        address: int,
+        count: int,
+        unit: int,
+    ) -> Any:
+        calls = {
+            1: client.read_coils,
+            2: client.read_discrete_inputs,
+            3: client.read_holding_registers,
+            4: client.read_input_registers,
+        }
+        try:
+            return await calls[function](address, count=count, device_id=unit)
+        except ModbusException as exc:
+            raise TransientError(f"function {function} at {address}: {exc}") from exc
+        except (TimeoutError, OSError) as exc:
+            raise TransientError(f"function {function} at {address}: {exc!r}") from exc

@@ -1,0 +1,138 @@
+"""Root configuration: composes the schema each stage defines next to its code, and checks
+references between sections (device -> channel, asset -> channel, rule -> asset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from gateway.alerts.config import AlertsConfig
+from gateway.collectors.modbus.config import ModbusDevice
+from gateway.collectors.opcua.config import OpcUaDevice
+from gateway.config.plant import Asset, Channel
+from gateway.core.configbase import StrictModel
+from gateway.dsp.config import DspConfig
+from gateway.inference.config import ModelsConfig
+from gateway.opcua_server.config import OpcUaServerConfig
+from gateway.runtime.config import RuntimeConfig
+from gateway.store.config import StoreConfig
+from gateway.uplink.config import UplinkConfig
+
+ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+class GatewaySection(StrictModel):
+    """Identity and files of this gateway. A relative ``state_dir`` is relative to the config
+    file's directory."""
+
+    name: str = Field("pdm-gateway", min_length=1)
+    state_dir: Path = Path("state")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Devices(StrictModel):
+    modbus: dict[str, ModbusDevice] = Field(default_factory=dict)
+    opcua: dict[str, OpcUaDevice] = Field(default_factory=dict)
+
+
+class GatewayConfig(StrictModel):
+    """The whole gateway, as one TOML file describes it."""
+
+    gateway: GatewaySection = GatewaySection()
+    devices: Devices = Devices()
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    assets: dict[str, Asset] = Field(default_factory=dict)
+    dsp: DspConfig = DspConfig()
+    models: ModelsConfig = ModelsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    store: StoreConfig = StoreConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    opcua_server: OpcUaServerConfig = OpcUaServerConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def asset_of(self, channel: str) -> str:
+        """The asset a channel belongs to (every channel belongs to exactly one, see ``check``)."""
+        for name, asset in self.assets.items():
+            if channel in asset.channels:
+                return name
+        raise KeyError(channel)
+
+    def store_path(self) -> Path:
+        return self.gateway.state_dir / self.store.path
+
+
+def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
+    """Errors in references between sections, as ``(dotted.key.path, reason)``."""
+    import re
+
+    errors: list[tuple[str, str]] = []
+    id_re = re.compile(ID_PATTERN)
+    for section, names in (
+        ("channels", cfg.channels),
+        ("assets", cfg.assets),
+        ("devices.modbus", cfg.devices.modbus),
+        ("devices.opcua", cfg.devices.opcua),
+    ):
+        for name in names:
+            if not id_re.match(name):
+                errors.append((f"{section}.{name}", "ids are letters, digits, '_' or '-'"))
+
+    fed_by: dict[str, str] = {}
+    devices: list[tuple[str, ModbusDevice | OpcUaDevice]] = [
+        *((f"devices.modbus.{n}", d) for n, d in cfg.devices.modbus.items()),
+        *((f"devices.opcua.{n}", d) for n, d in cfg.devices.opcua.items()),
+    ]
+    for dev_path, dev in devices:
+        for key, ch in dev.channels():
+            path = f"{dev_path}.{key}"
+            if ch not in cfg.channels:
+                errors.append((path, f"unknown channel {ch!r}"))
+                continue
+            if ch in fed_by:
+                errors.append((path, f"channel {ch!r} is already fed by {fed_by[ch]}"))
+            fed_by[ch] = path
+            waveform_source = key.startswith("waveforms.") or (
+                isinstance(dev, OpcUaDevice)
+                and dev.nodes[int(key.split(".")[1])].kind == "waveform"
+            )
+            if waveform_source != cfg.channels[ch].is_waveform:
+                want = "a waveform" if cfg.channels[ch].is_waveform else "a scalar"
+                errors.append(
+                    (path, f"channel {ch!r} is {cfg.channels[ch].kind}: needs {want} source")
+                )
+
+    owner: dict[str, str] = {}
+    for name, a in cfg.assets.items():
+        for i, ch in enumerate(a.channels):
+            if ch not in cfg.channels:
+                errors.append((f"assets.{name}.channels.{i}", f"unknown channel {ch!r}"))
+            elif ch in owner:
+                errors.append(
+                    (
+                        f"assets.{name}.channels.{i}",
+                        f"channel {ch!r} already in asset {owner[ch]!r}",
+                    )
+                )
+            else:
+                owner[ch] = name
+        if a.speed_channel is not None and a.speed_channel not in cfg.channels:
+            errors.append((f"assets.{name}.speed_channel", f"unknown channel {a.speed_channel!r}"))
+    for ch in cfg.channels:
+        if ch not in owner:
+            errors.append(
+                (f"channels.{ch}", "channel belongs to no asset (list it in an asset's 'channels')")
+            )
+        if ch not in fed_by:
+            errors.append((f"channels.{ch}", "no device feeds this channel"))
+
+    for name, rule in cfg.alerts.rules.items():
+        if rule.asset not in cfg.assets:
+            errors.append((f"alerts.rules.{name}.asset", f"unknown asset {rule.asset!r}"))
+        if rule.channel is not None and rule.channel not in cfg.channels:
+            errors.append((f"alerts.rules.{name}.channel", f"unknown channel {rule.channel!r}"))
+    for asset in cfg.models.assets:
+        if asset not in cfg.assets:
+            errors.append((f"models.assets.{asset}", f"unknown asset {asset!r}"))
+    return errors

@@ -1,0 +1,54 @@
+"""Feature extractors, vectorised over windows: input (k, N) samples, output (k, F) values.
+
+``SCHEMA_VERSION`` names the ordered feature set below; model manifests refer to it, so any
+change to names, order or definitions bumps it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SCHEMA_VERSION = "pdm-features/1"
+
+#: time-domain features of a waveform window, in the channel's unit (u) or dimensionless
+TIME_DOMAIN: tuple[tuple[str, str], ...] = (
+    ("mean", "u"),
+    ("rms", "u"),
+    ("peak", "u"),
+    ("peak_to_peak", "u"),
+    ("crest_factor", "1"),
+    ("kurtosis", "1"),
+    ("skewness", "1"),
+)
+
+#: features of a scalar channel (temperature, speed): value and its rate of change per minute
+SCALAR: tuple[tuple[str, str], ...] = (("value", "u"), ("rate_per_min", "u/min"))
+
+
+def units_for(spec: tuple[tuple[str, str], ...], unit: str) -> tuple[str, ...]:
+    """Resolve the placeholder ``u`` to the channel's unit."""
+    return tuple(u.replace("u", unit, 1) if u.startswith("u") else u for _, u in spec)
+
+
+def time_domain(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Time-domain features of each row of ``x`` (k, N), columns in ``TIME_DOMAIN`` order.
+
+    Kurtosis is Pearson's (3 for Gaussian noise), skewness the standardised third moment; both
+    are 0 for a constant window, as is the crest factor.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=1)
+    d = x - mean[:, None]
+    m2 = np.einsum("ij,ij->i", d, d) / x.shape[1]
+    d2 = d * d
+    m3 = np.einsum("ij,ij->i", d2, d) / x.shape[1]
+    m4 = np.einsum("ij,ij->i", d2, d2) / x.shape[1]
+    rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
+    xmax, xmin = x.max(axis=1), x.min(axis=1)
+    peak = np.maximum(np.abs(xmax), np.abs(xmin))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crest = np.where(rms > 0, peak / rms, 0.0)
+        kurt = np.where(m2 > 0, m4 / (m2 * m2), 0.0)
+        skew = np.where(m2 > 0, m3 / m2**1.5, 0.0)
+    return np.column_stack((mean, rms, peak, xmax - xmin, crest, kurt, skew))

@@ -1,0 +1,24 @@
+"""Records to journal rows (and back to dicts for display)."""
+
+from __future__ import annotations
+
+from gateway.core.records import FeatureFrame
+from gateway.store.journal import Row
+
+
+def frame_row(f: FeatureFrame) -> Row:
+    """A ``FeatureFrame`` as a ``feature`` row; non-finite values are stored as JSON NaN."""
+    return Row(
+        kind="feature",
+        ts_ns=f.start_ts_ns,
+        asset=f.asset,
+        channel=f.channel,
+        payload={
+            "end_ts_ns": f.end_ts_ns,
+            "gateway_ts_ns": f.gateway_ts_ns,
+            "schema": f.schema_version,
+            "quality": f.quality.name.lower(),
+            "features": dict(zip(f.names, (float(v) for v in f.values), strict=True)),
+            "units": dict(zip(f.names, f.units, strict=True)),
+        },
+    )
