@@ -91,6 +91,8 @@ class StoreWriter:
                 log.info("store writes work again")
                 self._failing = False
             self._pending = []
+            if self.written == 0:
+                log.info("store: first %d record(s) written to %s", len(batch), self.journal.path)
             self.written += len(batch)
             self.last_seq = seq
 

@@ -32,6 +32,7 @@ from gateway.core.records import Quality, Reading, SampleBlock
 from gateway.runtime.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
+STATES = ("connecting", "connected", "unreachable")
 
 
 @dataclass
@@ -59,6 +60,7 @@ class _RingCursor:
 @dataclass
 class DeviceCounters:
     connects: int = 0
+    failed_connects: int = 0
     disconnects: int = 0
     reads: int = 0
     transient_errors: int = 0
@@ -99,7 +101,21 @@ class ModbusCollector:
         }
         self._failed_attempts = 0
         self._bad_requests: set[tuple[int, int]] = set()
-        self.connected_event = asyncio.Event()
+        self._state_events = {s: asyncio.Event() for s in STATES}
+        #: set after every connection attempt (tests and status views wait on it)
+        self.changed = asyncio.Event()
+
+    async def wait_state(self, state: str) -> None:
+        """Wait (on an event) until the collector is in ``state``."""
+        await self._state_events[state].wait()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        for s, ev in self._state_events.items():
+            if s == state:
+                ev.set()
+            else:
+                ev.clear()
 
     def status(self) -> dict[str, object]:
         return {"state": self.state, "endpoint": self.cfg.endpoint, **vars(self.counters)}
@@ -110,29 +126,49 @@ class ModbusCollector:
                 try:
                     await self.transport.connect()
                 except TransientError as exc:
+                    self.counters.failed_connects += 1
                     self._set_unreachable(str(exc))
+                    self.changed.set()
                     await self.clock.sleep(
                         self.cfg.reconnect.delay(self._failed_attempts, self.rand())
                     )
                     self._failed_attempts += 1
                     continue
                 self._set_connected()
-                try:
-                    async with asyncio.TaskGroup() as tg:
-                        for group, plan in self._plans.items():
-                            if plan:
-                                tg.create_task(self._poll_tags(group, plan))
-                        for w in self.cfg.waveforms:
-                            tg.create_task(self._poll_waveform(w))
-                except* TransientError as eg:
-                    self.counters.transient_errors += 1
-                    self.counters.disconnects += 1
-                    self._set_unreachable(str(eg.exceptions[0]))
+                self.changed.set()
+                error = await self._poll_until_error()
+                self.counters.transient_errors += 1
+                self.counters.disconnects += 1
+                self._set_unreachable(str(error))
                 await self.transport.close()
                 await self.clock.sleep(self.cfg.reconnect.delay(0, self.rand()))
                 self._failed_attempts = 1
         finally:
             await self.transport.close()
+
+    async def _poll_until_error(self) -> TransientError:
+        """Run every poll loop of the connection until one fails with a ``TransientError``.
+
+        Other exceptions propagate (the supervisor restarts the collector). A plain task set
+        rather than a ``TaskGroup``: on Python 3.11 a TaskGroup leaves a stale cancel request
+        on its parent after a child fails, which ``_raise_if_cancelling`` would then obey.
+        """
+        loops = [self._poll_tags(g, plan) for g, plan in self._plans.items() if plan]
+        loops += [self._poll_waveform(w) for w in self.cfg.waveforms]
+        tasks = [asyncio.create_task(c, name=f"{self.name}:poll{i}") for i, c in enumerate(loops)]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        first: TransientError | None = None
+        for t in done:
+            e = None if t.cancelled() else t.exception()
+            if e is not None and not isinstance(e, TransientError):
+                raise e
+            first = first or e
+        return first or TransientError("poll loops ended")
 
     # -- state changes, logged once each ------------------------------------------------
     def _set_connected(self) -> None:
@@ -146,12 +182,10 @@ class ModbusCollector:
             )
         else:
             log.info("device %s connected (%s)", self.device_id, self.cfg.endpoint)
-        self.state = "connected"
+        self._set_state("connected")
         self._failed_attempts = 0
-        self.connected_event.set()
 
     def _set_unreachable(self, reason: str) -> None:
-        self.connected_event.clear()
         if self.state != "unreachable":
             log.warning(
                 "device %s unreachable (%s): %s; retrying with backoff",
@@ -159,7 +193,7 @@ class ModbusCollector:
                 self.cfg.endpoint,
                 reason,
             )
-        self.state = "unreachable"
+        self._set_state("unreachable")
 
     # -- reads --------------------------------------------------------------------------
     async def _read(self, function: int, address: int, count: int) -> list[int] | list[bool]:

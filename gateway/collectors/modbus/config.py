@@ -125,6 +125,8 @@ class ModbusDevice(StrictModel):
             raise ValueError("transport 'tcp' needs 'host'")
         if self.transport == "rtu" and not self.serial_port:
             raise ValueError("transport 'rtu' needs 'serial_port'")
+        if not self.tags and not self.waveforms:
+            raise ValueError("a device needs at least one of 'tags' and 'waveforms'")
         for i, tag in enumerate(self.tags):
             if tag.poll_group not in self.poll_groups:
                 raise ValueError(f"tags.{i}.poll_group: unknown poll group {tag.poll_group!r}")

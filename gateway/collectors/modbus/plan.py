@@ -44,6 +44,6 @@ def plan_reads(tags: list[ModbusTag], max_gap: int) -> list[ReadRequest]:
 
 
 def chunk_range(address: int, count: int, limit: int = MAX_REGISTERS) -> list[tuple[int, int]]:
-    """Split ``count`` registers from ``address`` into ``(address, count)`` reads of <= ``limit``."""
+    """Split a register range into ``(address, count)`` reads of at most ``limit``."""
     end = address + count
     return [(a, min(limit, end - a)) for a in range(address, end, limit)]

@@ -26,6 +26,19 @@ def inter_frame_delay_s(baudrate: int) -> float:
     return 1.75e-3 if baudrate > 19200 else 3.5 * 11.0 / baudrate
 
 
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation the client swallowed.
+
+    On Python 3.11, ``asyncio.wait_for`` (which pymodbus awaits each response with) returns the
+    result instead of raising when a cancellation arrives just as the response does. The task
+    then still has a pending cancel request (``cancelling() > 0``) but would keep polling
+    forever, and shutdown would hang. Checking after each request restores the cancel.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ModbusTransport:
     """One connection to one device. Not shared between tasks except through ``read``."""
 
@@ -67,6 +80,7 @@ class ModbusTransport:
         except (ModbusException, OSError) as exc:
             client.close()
             raise TransientError(f"connect failed: {exc}") from exc
+        _raise_if_cancelling()
         if not ok:
             client.close()
             raise TransientError("connection refused or timed out")
@@ -90,6 +104,7 @@ class ModbusTransport:
                     await asyncio.sleep(self._gap_s)
             else:
                 rr = await self._call(client, function, address, count, unit)
+        _raise_if_cancelling()
         if rr.isError():
             raise PermanentError(f"function {function} at {address} x{count}: device answered {rr}")
         values: Sequence[int] | Sequence[bool] = (

@@ -1,0 +1,116 @@
+"""The command line as a user runs it: real processes, real signals, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.demo import free_port
+from gateway.store.journal import Journal
+from tests.conftest import plant_toml
+
+CLI = [sys.executable, "-m", "gateway.cli"]
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def lines_until(stream: Iterator[str], needle: str, seen: list[str]) -> None:
+    """Read lines (blocking on the pipe, i.e. on the process's own events) until ``needle``."""
+    for line in stream:
+        seen.append(line)
+        if needle in line:
+            return
+    raise AssertionError(f"{needle!r} never appeared in:\n{''.join(seen)}")
+
+
+@pytest.fixture
+def simulator() -> Iterator[int]:
+    port = free_port()
+    proc = spawn("simulate", "--port", str(port), "--machines", "2")
+    assert proc.stdout is not None
+    lines_until(proc.stdout, "listening on", [])
+    yield port
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_run_then_sigterm_drains_and_exits_zero(simulator: int, tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(plant_toml(simulator, Path("state"), units=2))
+    proc = spawn("run", str(cfg), "--log-format", "json")
+    assert proc.stderr is not None
+    seen: list[str] = []
+    lines_until(proc.stderr, "first", seen)  # "store: first N record(s) written"
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    log = "".join(seen) + rest
+    assert '"msg": "gateway stopped (drained)' in log
+    assert "Traceback" not in log
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    try:
+        assert j.count("feature") > 0
+    finally:
+        j.close()
+
+
+def test_simulate_on_a_busy_port_fails_with_one_line() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = subprocess.run(
+            [*CLI, "simulate", "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"pdm-gateway: cannot listen on 127.0.0.1:{port}: address in use or not available"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(plant_toml(5020, tmp_path, units=1).replace("window = 1024", "window = 'big'"))
+    proc = subprocess.run([*CLI, "run", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "dsp.window: Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_run_with_unwritable_store_exits_3(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(plant_toml(free_port(), Path("state"), units=1))
+    proc = subprocess.run([*CLI, "run", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1].startswith("pdm-gateway: cannot open store")
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_shows_live_values() -> None:
+    proc = subprocess.run(
+        [*CLI, "demo", "--duration", "6"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().split("\n\n")[-1].splitlines()
+    rows = {line.split()[0]: line.split() for line in last[2:5]}
+    assert set(rows) == {"pump1", "fan2", "motor3"}
+    for cols in rows.values():
+        assert cols[1] == "connected"
+        assert 0.01 < float(cols[2]) < 10  # vibration RMS in g, not NaN
+        assert 20 < float(cols[6]) < 120  # temperature in degC
