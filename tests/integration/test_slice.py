@@ -139,3 +139,28 @@ async def test_shutdown_drains_queued_work_into_the_store(port: int, tmp_path: P
     finally:
         j.close()
     assert [r.payload["features"]["mean"] for r in rows] == [float(i) for i in range(10)]
+
+
+async def test_shutdown_deadline_bounds_a_stuck_stage(
+    port: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stage that never finishes draining cannot hold shutdown past the deadline."""
+    text = plant_toml(port, tmp_path, units=1).replace("shutdown_deadline_s = 10",
+                                                       "shutdown_deadline_s = 0.5")
+    cfg = parse_config(text, base_dir=tmp_path)
+    pipeline = Pipeline(cfg)
+    entered = asyncio.Event()
+
+    class Stuck:
+        name = "dsp"
+
+        async def run(self) -> None:
+            entered.set()
+            await asyncio.Event().wait()  # ignores the closed input
+
+    pipeline.dsp = Stuck()  # type: ignore[assignment]
+    await pipeline.start()
+    await entered.wait()
+    assert await pipeline.stop() is False
+    assert any("shutdown deadline (0.5s) passed" in r.getMessage() for r in caplog.records)
+    assert pipeline.supervisor.records["dsp"].state == "cancelled"

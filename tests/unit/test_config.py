@@ -30,8 +30,9 @@ def test_example_config_is_valid() -> None:
     assert cfg.assets["p101"].bearing is not None
 
 
-def test_check_config_prints_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", str(EXAMPLE)]) == 0
+@pytest.mark.parametrize("example", sorted(EXAMPLE.parent.glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_checks_ok(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(example)]) == 0
     assert capsys.readouterr().out.strip() == "ok"
 
 
