@@ -27,7 +27,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway simulators tests
-	$(BIN)/mypy gateway
+	$(BIN)/mypy gateway simulators
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -47,11 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=None, help="keep the store here")
     logging_args(demo)
 
-    sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=5020)
+    sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP / OPC UA")
+    sim.add_argument(
+        "--scenario", default="healthy", help="a name in simulators/scenarios or a path"
+    )
     sim.add_argument("--machines", type=int, default=3)
-    sim.add_argument("--speedup", type=float, default=1.0)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--modbus-port", type=int, default=5020)
+    sim.add_argument("--opcua-port", type=int, default=None)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="machine-time acceleration for degradation (signals stay real-time)",
+    )
+    sim.add_argument("--truth", type=Path, default=None, help="write the ground truth JSON here")
+    sim.add_argument("--print-map", action="store_true", help="print the Modbus register map")
     logging_args(sim)
     return p
 
@@ -105,18 +117,45 @@ async def _demo(duration: float | None, state_dir: Path | None) -> int:
     return await run_demo(duration, state_dir, stop)
 
 
-async def _simulate(host: str, port: int, machines: int, speedup: float) -> int:
-    from simulators.machine import Machine, MachineSpec
-    from simulators.modbus_server import MachineModbusServer
+async def _simulate(args: argparse.Namespace) -> int:
+    from simulators.runner import Simulation
+    from simulators.scenario import load_scenario
 
+    scenario = load_scenario(args.scenario)
+    machines = scenario.machines(args.machines, seed=args.seed, speed=args.speed)
     stop = asyncio.Event()
     await _until_signal(stop)
-    specs = [MachineSpec(seed=i) for i in range(machines)]
-    server = MachineModbusServer([Machine(s) for s in specs], host=host, port=port, speedup=speedup)
-    await server.start()
-    print(f"listening on {host}:{port} (units 1..{machines})", flush=True)
+    sim = Simulation(
+        args.scenario,
+        scenario,
+        machines,
+        host=args.host,
+        modbus_port=args.modbus_port,
+        opcua_port=args.opcua_port,
+        seed=args.seed,
+        speed=args.speed,
+        truth_path=args.truth,
+    )
+    await sim.start()
+    where = [f"modbus tcp {args.host}:{args.modbus_port} (units 1..{len(machines)})"]
+    if args.opcua_port is not None:
+        where.append(f"opc.tcp://{args.host}:{args.opcua_port}/pdm-sim/")
+    print(
+        f"listening on {args.host}:{args.modbus_port}; scenario {args.scenario}: "
+        + ", ".join(where),
+        flush=True,
+    )
     await stop.wait()
-    await server.stop()
+    await sim.stop()
+    return EXIT_OK
+
+
+def _print_map(args: argparse.Namespace) -> int:
+    from simulators.modbus_map import describe
+    from simulators.scenario import load_scenario
+
+    machine = load_scenario(args.scenario).machines(1)[0]
+    print(describe(machine.channels))
     return EXIT_OK
 
 
@@ -132,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return asyncio.run(_demo(args.duration, args.state_dir))
         if args.command == "simulate":
-            return asyncio.run(_simulate(args.host, args.port, args.machines, args.speedup))
+            if args.print_map:
+                return _print_map(args)
+            return asyncio.run(_simulate(args))
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_CONFIG

@@ -16,30 +16,35 @@ from gateway.config.loader import parse_config
 from gateway.config.schema import GatewayConfig
 from gateway.core.records import FeatureFrame
 from gateway.runtime.pipeline import Pipeline
-from simulators.machine import Machine, MachineSpec
-from simulators.modbus_server import (
-    COUNTER_ADDR,
-    RING_ADDR,
-    RING_LENGTH,
-    TEMPERATURE_ADDR,
-    VIB_SCALE,
-    MachineModbusServer,
-)
+from simulators import modbus_map as M
+from simulators.machine import Fault, Machine, MachineSpec
+from simulators.modbus_server import MachineModbusServer
+from simulators.plant import Plant
+
+
+def _demo_spec(name: str, **kw: object) -> MachineSpec:
+    """One 5.12 kHz vibration channel and a temperature; a fast thermal response to watch."""
+    base: dict[str, object] = {
+        "vibration_channels": 1,
+        "vibration_rate_hz": 5120.0,
+        "acoustic_rate_hz": 0.0,
+        "thermal_tau_s": 120.0,
+    }
+    return MachineSpec(name=name, **{**base, **kw})  # type: ignore[arg-type]
+
 
 #: (asset, description, simulated machine)
 DEMO_MACHINES: list[tuple[str, str, MachineSpec]] = [
-    ("pump1", "healthy centrifugal pump", MachineSpec(seed=1)),
+    ("pump1", "healthy centrifugal pump", _demo_spec("pump1")),
     (
         "fan2",
         "fan, imbalance developing",
-        MachineSpec(seed=2, fault="imbalance", fault_max=0.6, onset_s=10, growth_s=120),
+        _demo_spec("fan2", faults=(Fault("imbalance", 10, 130, 0.6, 1.0),)),
     ),
     (
         "motor3",
         "motor, outer-race defect developing",
-        MachineSpec(
-            seed=3, fault="outer_race", fault_max=2.0, onset_s=10, growth_s=120, shaft_hz=29.5
-        ),
+        _demo_spec("motor3", shaft_hz=29.5, faults=(Fault("outer_race", 10, 130, 2.0, 1.0),)),
     ),
 ]
 
@@ -80,15 +85,15 @@ timeout_s = 2.0
 [[devices.modbus.{asset}.tags]]
 channel = "{asset}_temp"
 function = 4
-address = {TEMPERATURE_ADDR}
+address = 2
 type = "float32"
 
 [[devices.modbus.{asset}.waveforms]]
 channel = "{asset}_vib"
-ring_address = {RING_ADDR}
-ring_length = {RING_LENGTH}
-sequence_address = {COUNTER_ADDR}
-scale = {VIB_SCALE}
+ring_address = {M.ring_address(0)}
+ring_length = {M.RING_LENGTH}
+sequence_address = {M.CHANNEL_HEADER_BASE}
+scale = {M.SCALES["vibration"]}
 period_s = 0.25
 """)
     return "\n".join(parts)
@@ -147,8 +152,12 @@ async def run_demo(duration_s: float | None, state_dir: Path | None, stop: async
         tmp = tempfile.mkdtemp(prefix="pdm-demo-")
         state_dir = Path(tmp)
     port = free_port()
-    sim = MachineModbusServer([Machine(spec) for _, _, spec in DEMO_MACHINES], port=port)
+    machines = [Machine(spec, seed=i) for i, (_, _, spec) in enumerate(DEMO_MACHINES)]
+    sim = MachineModbusServer(machines, port=port)
     await sim.start()
+    plant = Plant(machines)
+    plant.publishers.append(sim)
+    plant.start()
     cfg = parse_config(demo_config_toml(port, state_dir), base_dir=state_dir, source="<demo>")
     view = LiveView(cfg, sys.stdout)
     pipeline = Pipeline(cfg, on_frame=view.on_frame)
@@ -168,6 +177,7 @@ async def run_demo(duration_s: float | None, state_dir: Path | None, stop: async
                 await asyncio.wait_for(stop.wait(), timeout=wait)
     finally:
         await pipeline.stop()
+        await plant.stop()
         await sim.stop()
         view.show(view.render(pipeline, loop.time() - t0))
         if tmp is not None:

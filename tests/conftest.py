@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.demo import free_port
-from simulators.machine import Machine, MachineSpec
-from simulators.modbus_server import (
-    COUNTER_ADDR,
-    RING_ADDR,
-    RING_LENGTH,
-    TEMPERATURE_ADDR,
-    VIB_SCALE,
-    MachineModbusServer,
-)
+from simulators import modbus_map as M
+from simulators.machine import Fault, Machine, MachineSpec
+from simulators.modbus_server import MachineModbusServer
+from simulators.plant import Plant
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "deploy" / "examples" / "gateway.toml"
@@ -28,19 +23,47 @@ def port() -> int:
     return free_port()
 
 
+def small_spec(name: str, **kw: object) -> MachineSpec:
+    """A machine cheap enough for many tests: one 5.12 kHz vibration channel, no microphone."""
+    base: dict[str, object] = {
+        "vibration_channels": 1,
+        "vibration_rate_hz": 5120.0,
+        "acoustic_rate_hz": 0.0,
+    }
+    return MachineSpec(name=name, **{**base, **kw})  # type: ignore[arg-type]
+
+
+class Sim:
+    """Machines on a real Modbus TCP server, advanced by a running ``Plant``."""
+
+    def __init__(self, machines: list[Machine], port: int) -> None:
+        self.machines = machines
+        self.server = MachineModbusServer(machines, port=port)
+        self.plant = Plant(machines)
+        self.plant.publishers.append(self.server)
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.plant.start()
+
+    async def stop(self) -> None:
+        await self.plant.stop()
+        await self.server.stop()
+
+
 @pytest.fixture
-async def modbus_sim(port: int) -> AsyncIterator[MachineModbusServer]:
-    """Two machines (a healthy one and one with imbalance) on a real pymodbus server."""
-    server = MachineModbusServer(
+async def modbus_sim(port: int) -> AsyncIterator[Sim]:
+    """Two machines (a healthy one and one whose imbalance grows within a second)."""
+    sim = Sim(
         [
-            Machine(MachineSpec(seed=1)),
-            Machine(MachineSpec(seed=2, fault="imbalance", fault_max=0.5, growth_s=1.0)),
+            Machine(small_spec("m1"), seed=1),
+            Machine(small_spec("m2", faults=(Fault("imbalance", 0.0, 1.0, 0.5, 1.0),)), seed=2),
         ],
-        port=port,
+        port,
     )
-    await server.start()
-    yield server
-    await server.stop()
+    await sim.start()
+    yield sim
+    await sim.stop()
 
 
 def plant_toml(
@@ -78,14 +101,14 @@ poll_groups = {{ default = {{ period_s = 0.2 }} }}
 [[devices.modbus.m{u}.tags]]
 channel = "m{u}_temp"
 function = 4
-address = {TEMPERATURE_ADDR}
+address = 2
 type = "float32"
 [[devices.modbus.m{u}.waveforms]]
 channel = "m{u}_vib"
-ring_address = {RING_ADDR}
-ring_length = {RING_LENGTH}
-sequence_address = {COUNTER_ADDR}
-scale = {VIB_SCALE}
+ring_address = {M.ring_address(0)}
+ring_length = {M.RING_LENGTH}
+sequence_address = {M.CHANNEL_HEADER_BASE}
+scale = {M.SCALES["vibration"]}
 period_s = 0.1
 """)
     return "\n".join(parts) + extra
@@ -100,4 +123,3 @@ async def wait_until(
         while not predicate():
             event.clear()
             await event.wait()
-

@@ -38,7 +38,7 @@ def lines_until(stream: Iterator[str], needle: str, seen: list[str]) -> None:
 @pytest.fixture
 def simulator() -> Iterator[int]:
     port = free_port()
-    proc = spawn("simulate", "--port", str(port), "--machines", "2")
+    proc = spawn("simulate", "--modbus-port", str(port), "--machines", "2")
     assert proc.stdout is not None
     lines_until(proc.stdout, "listening on", [])
     yield port
@@ -72,7 +72,10 @@ def test_simulate_on_a_busy_port_fails_with_one_line() -> None:
         s.listen()
         port = s.getsockname()[1]
         proc = subprocess.run(
-            [*CLI, "simulate", "--port", str(port)], capture_output=True, text=True, timeout=60
+            [*CLI, "simulate", "--modbus-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines()[-1] == (

@@ -16,8 +16,7 @@ from gateway.core.records import FeatureFrame, SampleBlock
 from gateway.runtime.pipeline import Pipeline
 from gateway.store.journal import Journal
 from simulators.machine import Machine, MachineSpec
-from simulators.modbus_server import MachineModbusServer
-from tests.conftest import plant_toml, wait_until
+from tests.conftest import Sim, plant_toml, small_spec, wait_until
 
 
 class Frames:
@@ -39,7 +38,7 @@ def healthy_rms(spec: MachineSpec) -> float:
     return math.sqrt(sum(a * a / 2 for a in spec.harmonics_g) + spec.noise_g**2)
 
 
-async def test_slice_end_to_end(modbus_sim: MachineModbusServer, port: int, tmp_path: Path) -> None:
+async def test_slice_end_to_end(modbus_sim: Sim, port: int, tmp_path: Path) -> None:
     cfg = parse_config(plant_toml(port, tmp_path), base_dir=tmp_path)
     frames = Frames()
     pipeline = Pipeline(cfg, on_frame=frames)
@@ -56,14 +55,14 @@ async def test_slice_end_to_end(modbus_sim: MachineModbusServer, port: int, tmp_
     finally:
         assert await pipeline.stop()
 
-    spec1 = modbus_sim.units[0].machine.spec
+    spec1 = modbus_sim.machines[0].spec
     rms1 = np.array([f.as_dict()["rms"] for f in frames.of("m1_vib")])
     # the healthy machine's RMS is what its physics says (harmonics + noise), within quantisation
     np.testing.assert_allclose(rms1, healthy_rms(spec1), rtol=0.08)
     # the imbalanced one grew its 1x component: RMS well above the healthy level at the end
     assert frames.of("m2_vib")[-1].as_dict()["rms"] > 3 * healthy_rms(spec1)
     temp = frames.of("m1_temp")[-1].as_dict()["value"]
-    assert temp == pytest.approx(modbus_sim.units[0].machine.temperature_c, abs=0.5)
+    assert temp == pytest.approx(modbus_sim.machines[0].temperature_c, abs=0.5)
     # contiguous windows: hop apart in source time, no gaps, nothing lost
     starts = np.array([f.start_ts_ns for f in frames.of("m1_vib")])
     np.testing.assert_allclose(np.diff(starts), 512 / 5120 * 1e9, atol=2)
@@ -97,14 +96,14 @@ async def test_device_down_at_start_then_up_then_restarted(
         await collector.wait_state("unreachable")
         # keep failing for a while: several attempts, one log line
         await wait_until(lambda: collector.counters.failed_connects >= 3, collector.changed)
-        server = MachineModbusServer([Machine(MachineSpec(seed=5))], port=port)
+        server = Sim([Machine(small_spec("m1"), seed=5)], port)
         await server.start()
         await asyncio.wait_for(collector.wait_state("connected"), 30)
         await wait_until(lambda: len(frames.of("m1_vib")) >= 3, frames.event)
         # device restart: its sample counter starts again from zero
         await server.stop()
         await asyncio.wait_for(collector.wait_state("unreachable"), 30)
-        server = MachineModbusServer([Machine(MachineSpec(seed=6))], port=port)
+        server = Sim([Machine(small_spec("m1"), seed=6)], port)
         await server.start()
         await asyncio.wait_for(collector.wait_state("connected"), 30)
         n = len(frames.of("m1_vib"))
@@ -145,8 +144,9 @@ async def test_shutdown_deadline_bounds_a_stuck_stage(
     port: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A stage that never finishes draining cannot hold shutdown past the deadline."""
-    text = plant_toml(port, tmp_path, units=1).replace("shutdown_deadline_s = 10",
-                                                       "shutdown_deadline_s = 0.5")
+    text = plant_toml(port, tmp_path, units=1).replace(
+        "shutdown_deadline_s = 10", "shutdown_deadline_s = 0.5"
+    )
     cfg = parse_config(text, base_dir=tmp_path)
     pipeline = Pipeline(cfg)
     entered = asyncio.Event()
