@@ -30,8 +30,10 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
 
 
 def report(name: str, ours: float, base: float, base_name: str, extra: str = "") -> None:
-    print(f"\n[bench] {name}: {ours * 1e3:.2f} ms vs {base_name} {base * 1e3:.2f} ms "
-          f"-> ratio {ours / base:.2f}x {extra}")
+    print(
+        f"\n[bench] {name}: {ours * 1e3:.2f} ms vs {base_name} {base * 1e3:.2f} ms "
+        f"-> ratio {ours / base:.2f}x {extra}"
+    )
 
 
 def test_bench_framing_and_time_features_vs_rfft() -> None:
@@ -39,8 +41,10 @@ def test_bench_framing_and_time_features_vs_rfft() -> None:
     against a bare ``scipy.fft.rfft`` of the same windows."""
     rng = np.random.default_rng(0)
     data = rng.normal(0, 1, int(60 * FS)).astype(np.float32)
-    blocks = [SampleBlock("c", 0, 0, FS, data[i:i + 2560].copy(), i)
-              for i in range(0, data.shape[0], 2560)]
+    blocks = [
+        SampleBlock("c", 0, 0, FS, data[i : i + 2560].copy(), i)
+        for i in range(0, data.shape[0], 2560)
+    ]
 
     def ours() -> int:
         fr = Framer(4096, 2048)
@@ -59,8 +63,13 @@ def test_bench_framing_and_time_features_vs_rfft() -> None:
     n = ours()
     assert n == windows.shape[0]  # same windows on both sides
     t_ours, t_base = best_of(ours), best_of(baseline)
-    report("framing+time features, 60 s @25.6 kHz", t_ours, t_base, "scipy.fft.rfft",
-           f"({60 / t_ours:.0f}x real time per channel)")
+    report(
+        "framing+time features, 60 s @25.6 kHz",
+        t_ours,
+        t_base,
+        "scipy.fft.rfft",
+        f"({60 / t_ours:.0f}x real time per channel)",
+    )
 
 
 def test_bench_register_decode_vs_struct() -> None:
@@ -74,8 +83,10 @@ def test_bench_register_decode_vs_struct() -> None:
         decode_values(regs, "float32", "CDAB")
 
     def baseline() -> None:
-        [struct.unpack(">f", struct.pack(">HH", regs[i + 1], regs[i]))[0]
-         for i in range(0, len(regs), 2)]
+        [
+            struct.unpack(">f", struct.pack(">HH", regs[i + 1], regs[i]))[0]
+            for i in range(0, len(regs), 2)
+        ]
 
     np.testing.assert_array_equal(decode_values(regs, "float32", "CDAB"), values)
     report("decode 10k float32 CDAB", best_of(ours), best_of(baseline), "struct loop")
