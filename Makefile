@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/pdm-gateway demo
 
 test: $(STAMP)
+	bash tests/setup-system-deps.sh
 	$(BIN)/python -m pytest tests --ignore=tests/benchmarks
 
 bench: $(STAMP)
