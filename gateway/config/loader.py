@@ -71,7 +71,7 @@ def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
         path = format_loc(err["loc"])
         # a model-level check may name the sub-key itself ("tags.0.poll_group: ...")
         head, sep, rest = reason.partition(": ")
-        if sep and re.fullmatch(r"[A-Za-z0-9_.]+", head) and "." in head:
+        if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", head):
             path, reason = f"{path}.{head}" if path else head, rest
         out.append((path, reason))
     return out

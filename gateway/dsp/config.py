@@ -17,9 +17,24 @@ class DspConfig(StrictModel):
     window: int = Field(4096, ge=64, le=1 << 20)
     hop: int = Field(2048, ge=1)
     window_function: WindowFunction = "hann"
+    #: spectral energy bands in Hz as [low, high] pairs; default: ``band_count`` log-spaced
+    #: bands from 10 Hz to Nyquist
+    bands_hz: list[tuple[float, float]] | None = None
+    band_count: int = Field(8, ge=1, le=64)
+    #: ISO 20816 velocity RMS band
+    velocity_band_hz: tuple[float, float] = (10.0, 1000.0)
+    #: envelope demodulation band; default: the 2 kHz band above 1 kHz with the most energy
+    envelope_band_hz: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.hop > self.window:
             raise ValueError("hop must not exceed window (no sample may be skipped)")
+        pairs = [("velocity_band_hz", self.velocity_band_hz)]
+        if self.envelope_band_hz:
+            pairs.append(("envelope_band_hz", self.envelope_band_hz))
+        pairs += [(f"bands_hz.{i}", b) for i, b in enumerate(self.bands_hz or [])]
+        for key, (lo, hi) in pairs:
+            if not 0 <= lo < hi:
+                raise ValueError(f"{key}: need 0 <= low < high")
         return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-SCHEMA_VERSION = "pdm-features/1"
+SCHEMA_VERSION = "pdm-features/2"
 
 #: time-domain features of a waveform window, in the channel's unit (u) or dimensionless
 TIME_DOMAIN: tuple[tuple[str, str], ...] = (
@@ -34,21 +34,24 @@ def units_for(spec: tuple[tuple[str, str], ...], unit: str) -> tuple[str, ...]:
 def time_domain(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     """Time-domain features of each row of ``x`` (k, N), columns in ``TIME_DOMAIN`` order.
 
-    Kurtosis is Pearson's (3 for Gaussian noise), skewness the standardised third moment; both
-    are 0 for a constant window, as is the crest factor.
+    Computed in float32 (relative error ~1e-5 for windows of a few thousand samples), returned
+    as float64. Kurtosis is Pearson's (3 for Gaussian noise), skewness the standardised third
+    moment; both are 0 for a constant window, as is the crest factor.
     """
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=1)
+    x = np.asarray(x, dtype=np.float32)
+    n = np.float32(x.shape[1])
+    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)
     d = x - mean[:, None]
-    m2 = np.einsum("ij,ij->i", d, d) / x.shape[1]
     d2 = d * d
-    m3 = np.einsum("ij,ij->i", d2, d) / x.shape[1]
-    m4 = np.einsum("ij,ij->i", d2, d2) / x.shape[1]
-    rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
+    m2 = d2.sum(axis=1) / n
+    m3 = np.einsum("ij,ij->i", d2, d) / n
+    m4 = np.einsum("ij,ij->i", d2, d2) / n
+    rms = np.sqrt(m2 + mean * mean)
     xmax, xmin = x.max(axis=1), x.min(axis=1)
     peak = np.maximum(np.abs(xmax), np.abs(xmin))
+    tiny = np.float32(1e-12) * np.maximum(np.float32(1.0), mean * mean)  # m2 below: constant
     with np.errstate(divide="ignore", invalid="ignore"):
         crest = np.where(rms > 0, peak / rms, 0.0)
-        kurt = np.where(m2 > 0, m4 / (m2 * m2), 0.0)
-        skew = np.where(m2 > 0, m3 / m2**1.5, 0.0)
-    return np.column_stack((mean, rms, peak, xmax - xmin, crest, kurt, skew))
+        kurt = np.where(m2 > tiny, m4 / (m2 * m2), 0.0)
+        skew = np.where(m2 > tiny, m3 / m2**1.5, 0.0)
+    return np.column_stack((mean, rms, peak, xmax - xmin, crest, kurt, skew)).astype(np.float64)

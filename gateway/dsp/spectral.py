@@ -97,7 +97,8 @@ class SpectralPlan:
     kind: str = "vibration"  # "vibration" (g) or "acoustic" (Pa)
     bands: list[tuple[float, float]] = field(default_factory=list)
     velocity_band: tuple[float, float] = (10.0, 1000.0)
-    shaft_hz: float | None = None
+    shaft_hz: float | None = None  #: fixed speed; or pass ``shaft_hz`` to ``compute``
+    has_speed: bool = False  #: order features exist (speed from a channel) even without shaft_hz
     bearing_orders: dict[str, float] | None = None
     envelope_band: tuple[float, float] | None = None  # None: auto-selected per window batch
 
@@ -142,6 +143,7 @@ class SpectralPlan:
             self.third_m = _band_matrix(
                 self.freqs, [(c * 2 ** (-1 / 6), c * 2 ** (1 / 6)) for _, c in bands]
             )
+        self.has_speed = self.has_speed or self.shaft_hz is not None
         self.names, self.units = self._schema()
 
     # -- schema ------------------------------------------------------------------------------
@@ -162,11 +164,11 @@ class SpectralPlan:
         if self.kind == "vibration":
             add("velocity_rms", "mm/s")
             add("displacement_pp", "um")
-            if self.shaft_hz:
+            if self.has_speed:
                 for k in (1, 2, 3):
                     add(f"order_{k}x_amp", u)
             add("envelope_rms", u)
-            if self.shaft_hz and self.bearing_orders:
+            if self.has_speed and self.bearing_orders:
                 for key in BEARING_KEYS:
                     add(f"env_{key}_amp", u)
                     add(f"env_{key}_2x_amp", u)
@@ -177,8 +179,13 @@ class SpectralPlan:
         return tuple(names), tuple(units)
 
     # -- computation -------------------------------------------------------------------------
-    def compute(self, x: F32) -> F32:
-        """Features of each row of ``x`` (k, n) float32, in ``names`` order, as (k, F) float32."""
+    def compute(self, x: F32, shaft_hz: float | None = None) -> F32:
+        """Features of each row of ``x`` (k, n) float32, in ``names`` order, as (k, F) float32.
+
+        ``shaft_hz`` (the measured speed) overrides the plan's fixed speed; when the plan has
+        order features but no speed is known, those features are NaN.
+        """
+        shaft = shaft_hz if shaft_hz is not None else self.shaft_hz
         if x.ndim != 2 or x.shape[1] != self.n:
             raise ValueError(f"expected (k, {self.n}) windows, got {x.shape}")
         k = x.shape[0]
@@ -199,16 +206,23 @@ class SpectralPlan:
         if self.kind == "vibration":
             out.append(np.sqrt(p @ self.vel_w)[:, None])
             out.append((2 * math.sqrt(2) * np.sqrt(p @ self.disp_w))[:, None])
-            if self.shaft_hz:
-                out.append(self._peaks(amp, [k_ * self.shaft_hz for k_ in (1, 2, 3)], self.freqs))
+            if self.has_speed:
+                out.append(
+                    self._peaks(amp, [k_ * shaft for k_ in (1, 2, 3)], self.freqs)
+                    if shaft
+                    else np.full((k, 3), np.nan, dtype=np.float32)
+                )
             env_amp, env_rms, env_freqs = self._envelope(spec, mag2)
             out.append(env_rms[:, None])
-            if self.shaft_hz and self.bearing_orders:
-                targets = []
-                for key in BEARING_KEYS:
-                    f0 = self.bearing_orders[key] * self.shaft_hz
-                    targets += [f0, 2 * f0]
-                out.append(self._peaks(env_amp, targets, env_freqs))
+            if self.has_speed and self.bearing_orders:
+                if shaft:
+                    targets = []
+                    for key in BEARING_KEYS:
+                        f0 = self.bearing_orders[key] * shaft
+                        targets += [f0, 2 * f0]
+                    out.append(self._peaks(env_amp, targets, env_freqs))
+                else:
+                    out.append(np.full((k, 2 * len(BEARING_KEYS)), np.nan, dtype=np.float32))
         else:
             pa = p @ self.a_w
             with np.errstate(divide="ignore"):
@@ -226,9 +240,7 @@ class SpectralPlan:
         cols = np.clip(idx[:, None] + np.arange(-1, 2)[None, :], 0, amp.shape[1] - 1)
         return np.asarray(amp[:, cols].max(axis=2), dtype=np.float32)
 
-    def _envelope(
-        self, spec: npt.NDArray[np.complex64], mag2: F32
-    ) -> tuple[F32, F32, FArr]:
+    def _envelope(self, spec: npt.NDArray[np.complex64], mag2: F32) -> tuple[F32, F32, FArr]:
         """Envelope amplitude spectrum (k, M/2+1), envelope RMS (k,), and its frequency axis.
 
         Band-pass by keeping only the band's bins; the analytic signal of the band, shifted to

@@ -1,72 +1,73 @@
 """The DSP stage: samples queue in, feature frames out.
 
 Consumes ``SampleBlock``s (framed per channel, features per window) and ``Reading``s (value and
-rate of change); emits one ``FeatureFrame`` per window or reading. Framing state lives in the
-stage object, so a restart after a crash keeps it. Drains its input on close, then returns.
+rate of change; a reading of an asset's speed channel also sets the shaft speed used for order
+and bearing features). Emits one ``FeatureFrame`` per window or reading.
+
+The numeric work of each batch runs on the stage's own worker thread (numpy and scipy.fft release
+the GIL), so the event loop stays responsive; batches are awaited one at a time, so framing state
+is only ever touched by one thread. State lives in the stage object and survives a restart.
+Drains its input on close, then returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gateway.config.plant import Channel
+from gateway.config.plant import Asset, Channel
 from gateway.core.clock import Clock
 from gateway.core.records import FeatureFrame, Quality, Reading, SampleBlock
 from gateway.dsp import features as F
 from gateway.dsp.config import DspConfig
+from gateway.dsp.extract import ChannelExtractor
 from gateway.dsp.framing import Framer
 from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
+BATCH = 64
 
 
-class DspStage:
-    name = "dsp"
+class DspProcessor:
+    """The pure part: framing, features and speed tracking, no I/O and no asyncio."""
 
     def __init__(
         self,
         cfg: DspConfig,
         channels: dict[str, Channel],
-        asset_of: dict[str, str],
-        inp: BoundedQueue[SampleBlock | Reading],
-        out: BoundedQueue[FeatureFrame],
-        clock: Clock,
-        on_frame: FrameCallback | None = None,
+        assets: dict[str, Asset],
+        now_ns: Callable[[], int],
     ) -> None:
-        self.cfg, self.channels, self.asset_of = cfg, channels, asset_of
-        self.inp, self.out, self.clock, self.on_frame = inp, out, clock, on_frame
+        self.cfg, self.channels, self.now_ns = cfg, channels, now_ns
+        self.asset_of = {ch: a for a, asset in assets.items() for ch in asset.channels}
         self.framers = {
             c: Framer(cfg.window, cfg.hop) for c, ch in channels.items() if ch.is_waveform
         }
+        self.extractors = {
+            c: ChannelExtractor(ch, assets.get(self.asset_of.get(c, "")), cfg)
+            for c, ch in channels.items()
+            if ch.is_waveform
+        }
+        self.speed_channel = {
+            a.speed_channel: name for name, a in assets.items() if a.speed_channel
+        }
+        self.shaft_hz: dict[str, float] = {}  # measured speed per asset
         self._last: dict[str, Reading] = {}
-        self.frames = 0
 
-    def status(self) -> dict[str, object]:
-        return {"frames": self.frames, "gaps": {c: f.gaps for c, f in self.framers.items()}}
-
-    async def run(self) -> None:
-        while True:
-            try:
-                items = await self.inp.get_many(64)
-            except QueueClosed:
-                return
-            for item in items:
-                for frame in self.process(item):
-                    await self.out.put(frame)
-                    self.frames += 1
-                    if self.on_frame is not None:
-                        self.on_frame(frame)
-
-    def process(self, item: SampleBlock | Reading) -> list[FeatureFrame]:
-        """Pure step: the frames ``item`` completes (no I/O)."""
-        if isinstance(item, SampleBlock):
-            return self._block(item)
-        return [self._reading(item)]
+    def process(self, items: list[SampleBlock | Reading]) -> list[FeatureFrame]:
+        out: list[FeatureFrame] = []
+        for item in items:
+            if isinstance(item, SampleBlock):
+                out += self._block(item)
+            else:
+                out.append(self._reading(item))
+        return out
 
     def _block(self, block: SampleBlock) -> list[FeatureFrame]:
         framer = self.framers.get(block.channel)
@@ -75,13 +76,11 @@ class DspStage:
         w = framer.push(block)
         if w is None:
             return []
-        values = F.time_domain(w.data)
-        ch = self.channels[block.channel]
-        names = tuple(n for n, _ in F.TIME_DOMAIN)
-        units = F.units_for(F.TIME_DOMAIN, ch.unit)
-        span = round(self.cfg.window / w.sample_rate_hz * 1e9)
-        now = self.clock.now_ns()
         asset = self.asset_of[block.channel]
+        ex = self.extractors[block.channel]
+        values = ex.compute(w.data, self.shaft_hz.get(asset))
+        span = round(self.cfg.window / w.sample_rate_hz * 1e9)
+        now = self.now_ns()
         return [
             FeatureFrame(
                 asset,
@@ -90,8 +89,8 @@ class DspStage:
                 int(t) + span,
                 now,
                 F.SCHEMA_VERSION,
-                names,
-                units,
+                ex.names,
+                ex.units,
                 row,
                 w.quality,
             )
@@ -105,16 +104,65 @@ class DspStage:
             rate = (r.value - prev.value) / ((r.source_ts_ns - prev.source_ts_ns) / 60e9)
         if r.quality != Quality.BAD:
             self._last[r.channel] = r
+            if r.channel in self.speed_channel and r.value > 0:
+                self.shaft_hz[self.speed_channel[r.channel]] = r.value
         ch = self.channels[r.channel]
         return FeatureFrame(
             self.asset_of[r.channel],
             r.channel,
             r.source_ts_ns,
             r.source_ts_ns,
-            self.clock.now_ns(),
+            self.now_ns(),
             F.SCHEMA_VERSION,
             tuple(n for n, _ in F.SCALAR),
             F.units_for(F.SCALAR, ch.unit),
             np.array([r.value, rate]),
             r.quality,
         )
+
+
+class DspStage:
+    name = "dsp"
+
+    def __init__(
+        self,
+        cfg: DspConfig,
+        channels: dict[str, Channel],
+        assets: dict[str, Asset],
+        inp: BoundedQueue[SampleBlock | Reading],
+        out: BoundedQueue[FeatureFrame],
+        clock: Clock,
+        on_frame: FrameCallback | None = None,
+    ) -> None:
+        self.proc = DspProcessor(cfg, channels, assets, clock.now_ns)
+        self.inp, self.out, self.on_frame = inp, out, on_frame
+        self.frames = 0
+
+    @property
+    def framers(self) -> dict[str, Framer]:
+        return self.proc.framers
+
+    def status(self) -> dict[str, object]:
+        return {"frames": self.frames, "gaps": {c: f.gaps for c, f in self.proc.framers.items()}}
+
+    def process(self, item: SampleBlock | Reading) -> list[FeatureFrame]:
+        """Synchronous step for one item (replay and tests)."""
+        return self.proc.process([item])
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsp")
+        try:
+            while True:
+                try:
+                    items = await self.inp.get_many(BATCH)
+                except QueueClosed:
+                    return
+                frames = await loop.run_in_executor(executor, self.proc.process, items)
+                for frame in frames:
+                    await self.out.put(frame)
+                    self.frames += 1
+                    if self.on_frame is not None:
+                        self.on_frame(frame)
+        finally:
+            executor.shutdown(wait=False)

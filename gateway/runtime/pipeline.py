@@ -76,13 +76,18 @@ class Pipeline:
         self.records: BoundedQueue[FeatureFrame] = BoundedQueue(
             "records", q.records.size, q.records.when_full
         )
-        asset_of = {ch: a for a, asset in cfg.assets.items() for ch in asset.channels}
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
         ]
         self.dsp = DspStage(
-            cfg.dsp, dict(cfg.channels), asset_of, self.samples, self.records, self.clock, on_frame
+            cfg.dsp,
+            dict(cfg.channels),
+            dict(cfg.assets),
+            self.samples,
+            self.records,
+            self.clock,
+            on_frame,
         )
         self.supervisor = Supervisor(self.clock, cfg.runtime.restart, cfg.runtime.healthy_after_s)
         self.journal: Journal | None = None

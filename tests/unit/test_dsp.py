@@ -60,7 +60,7 @@ def test_time_domain_features_of_a_sine() -> None:
     assert f["rms"] == pytest.approx(np.sqrt(2.0**2 / 2 + 0.25), rel=1e-9)
     assert f["peak"] == pytest.approx(2.5, rel=1e-3)
     assert f["peak_to_peak"] == pytest.approx(4.0, rel=1e-3)
-    assert f["kurtosis"] == pytest.approx(1.5, rel=1e-6)  # sine: 3/2
+    assert f["kurtosis"] == pytest.approx(1.5, rel=1e-5)  # sine: 3/2 (float32 features)
     assert f["skewness"] == pytest.approx(0.0, abs=1e-9)
 
 
