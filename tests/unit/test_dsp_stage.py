@@ -36,7 +36,7 @@ def test_streaming_equals_batch_whatever_the_block_sizes(cuts: list[int]) -> Non
     p.shaft_hz["a"] = 25.0
     frames = []
     pos = 0
-    for size in cuts + [len(SIGNAL)]:
+    for size in [*cuts, len(SIGNAL)]:
         chunk = SIGNAL[pos : pos + size]
         if chunk.size == 0:
             break
