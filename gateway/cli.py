@@ -47,6 +47,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=None, help="keep the store here")
     logging_args(demo)
 
+    rep = sub.add_parser("replay", help="run recorded waveforms through the live features")
+    rep.add_argument(
+        "--input",
+        type=Path,
+        action="append",
+        required=True,
+        help=".npy, .csv (a column per channel) or .wav; repeatable",
+    )
+    rep.add_argument("--sample-rate", type=float, required=True, help="Hz")
+    rep.add_argument("--config", type=Path, default=None)
+    rep.add_argument("--model", type=Path, default=None)
+    rep.add_argument("--kind", choices=("vibration", "acoustic"), default="vibration")
+    rep.add_argument("--unit", default="", help="default: g for vibration, Pa for acoustic")
+    rep.add_argument("--out", type=Path, required=True, help="FILE.jsonl")
+
     sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP / OPC UA")
     sim.add_argument(
         "--scenario", default="healthy", help="a name in simulators/scenarios or a path"
@@ -163,6 +178,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return cmd_check_config(args.config)
+    if args.command == "replay":
+        from gateway.replay import main_replay
+
+        try:
+            return main_replay(
+                args.input,
+                args.sample_rate,
+                args.out,
+                args.config,
+                args.model,
+                args.kind,
+                args.unit or ("g" if args.kind == "vibration" else "Pa"),
+            )
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return EXIT_CONFIG
     level = args.log_level or "info"
     setup_logging(level if args.command != "demo" or args.log_level else "warning", args.log_format)
     try:

@@ -243,17 +243,23 @@ class SpectralPlan:
     def _envelope(self, spec: npt.NDArray[np.complex64], mag2: F32) -> tuple[F32, F32, FArr]:
         """Envelope amplitude spectrum (k, M/2+1), envelope RMS (k,), and its frequency axis.
 
-        Band-pass by keeping only the band's bins; the analytic signal of the band, shifted to
-        baseband, is the inverse FFT of those bins over ``M`` points (the smallest power of two
-        holding twice the band): its magnitude is the envelope, sampled at ``M df`` over the
-        same window duration, so the envelope spectrum keeps the resolution ``df``.
+        Band-pass by keeping only the band's bins (the configured band, or per window the
+        auto-selected one); the analytic signal of the band, shifted to baseband, is the
+        inverse FFT of those bins over ``M`` points (the smallest power of two holding twice
+        the band): its magnitude is the envelope, sampled at ``M df`` over the same window
+        duration, so the envelope spectrum keeps the resolution ``df``.
         """
-        lo, hi = self.envelope_band or self._auto_band(mag2)
-        i0 = int(np.searchsorted(self.freqs, lo))
-        i1 = max(int(np.searchsorted(self.freqs, hi)), i0 + 1)
-        m = 1 << max(4, math.ceil(math.log2(2 * (i1 - i0))))
-        base = np.zeros((spec.shape[0], m), dtype=np.complex64)
-        base[:, : i1 - i0] = spec[:, i0:i1]
+        k = spec.shape[0]
+        if self.envelope_band is not None:
+            lo, hi = self.envelope_band
+            i0 = np.full(k, int(np.searchsorted(self.freqs, lo)))
+            width = max(int(np.searchsorted(self.freqs, hi)) - int(i0[0]), 1)
+        else:
+            i0, width = self._auto_band(mag2)
+        m = 1 << max(4, math.ceil(math.log2(2 * width)))
+        base = np.zeros((k, m), dtype=np.complex64)
+        cols = np.minimum(i0[:, None] + np.arange(width)[None, :], spec.shape[1] - 1)
+        base[:, :width] = np.take_along_axis(spec, cols, axis=1)
         # ifft's 1/m and the window's gain: envelope in the signal's unit
         env = np.abs(scipy.fft.ifft(base, axis=1, workers=1)) * np.float32(
             2.0 * m / float(np.sum(self.w))
@@ -273,15 +279,25 @@ class SpectralPlan:
         w: F32 = cache[m]
         return w
 
-    def _auto_band(self, mag2: F32) -> tuple[float, float]:
-        """The 2 kHz-wide band (above 1 kHz) holding the most energy across the batch."""
-        width = min(2000.0, self.fs / 4)
+    def _auto_band(self, mag2: F32) -> tuple[npt.NDArray[np.int64], int]:
+        """Per window, the first bin of the 2 kHz-wide band above 1 kHz holding the most
+        energy, and the band width in bins. Chosen per window so that results do not depend
+        on how windows are batched."""
+        width_hz = min(2000.0, self.fs / 4)
         lo_min, hi_max = 1000.0, 0.45 * self.fs
-        if hi_max - lo_min < width:
-            return (self.fs / 8, 0.45 * self.fs)
-        c = np.concatenate(([0.0], np.cumsum(mag2.sum(axis=0, dtype=np.float64))))
-        starts = np.arange(lo_min, hi_max - width, width / 4)
-        i0 = np.searchsorted(self.freqs, starts)
-        i1 = np.searchsorted(self.freqs, starts + width)
-        best = int(np.argmax(c[i1] - c[i0]))
-        return (float(starts[best]), float(starts[best] + width))
+        if hi_max - lo_min < width_hz:
+            lo_min, width_hz = self.fs / 8, 0.45 * self.fs - self.fs / 8
+        width = max(round(width_hz / self.df), 1)
+        first = int(np.searchsorted(self.freqs, lo_min))
+        last = int(np.searchsorted(self.freqs, hi_max)) - width
+        step = max(width // 4, 1)
+        width = 4 * step  # a band is four steps: candidate bands overlap by three quarters
+        nseg = max((last - first) // step + 4, 4)
+        nseg = min(nseg, (mag2.shape[1] - first) // step)
+        seg = mag2[:, first : first + nseg * step].reshape(mag2.shape[0], nseg, step).sum(axis=2)
+        c = np.concatenate(
+            (np.zeros((seg.shape[0], 1), np.float32), np.cumsum(seg, axis=1)), axis=1
+        )
+        energy = c[:, 4:] - c[:, :-4]
+        starts = first + step * np.argmax(energy, axis=1)
+        return starts.astype(np.int64), width
