@@ -33,8 +33,13 @@ _F32 = AsyncModbusSerialClient.DATATYPE.FLOAT32
 
 
 def _spec(name: str, ambient_c: float) -> MachineSpec:
-    return MachineSpec(name=name, vibration_channels=1, vibration_rate_hz=RATE_HZ,
-                       acoustic_rate_hz=0, ambient_c=ambient_c)
+    return MachineSpec(
+        name=name,
+        vibration_channels=1,
+        vibration_rate_hz=RATE_HZ,
+        acoustic_rate_hz=0,
+        ambient_c=ambient_c,
+    )
 
 
 class Recorder:
@@ -115,16 +120,31 @@ async def test_gateway_collector_reads_waveform_over_rtu(
     rec = Recorder(len(plant.machines))
     plant.publishers.append(rec)
     cfg = ModbusDevice(
-        transport="rtu", serial_port=link.b_path, baudrate=BAUD, parity="N", unit_id=1,
-        timeout_s=1.0, reconnect=Backoff(initial_s=0.05, max_s=0.2),
+        transport="rtu",
+        serial_port=link.b_path,
+        baudrate=BAUD,
+        parity="N",
+        unit_id=1,
+        timeout_s=1.0,
+        reconnect=Backoff(initial_s=0.05, max_s=0.2),
         poll_groups={"default": PollGroup(period_s=0.1)},
         tags=[ModbusTag(channel="temp", function=3, address=2, type="float32")],
-        waveforms=[ModbusWaveform(channel="vib", function=4, ring_address=M.ring_address(0),
-                                  ring_length=M.RING_LENGTH, sequence_address=COUNTER0,
-                                  scale=SCALE, period_s=0.1)],
+        waveforms=[
+            ModbusWaveform(
+                channel="vib",
+                function=4,
+                ring_address=M.ring_address(0),
+                ring_length=M.RING_LENGTH,
+                sequence_address=COUNTER0,
+                scale=SCALE,
+                period_s=0.1,
+            )
+        ],
     )
-    channels = {"vib": Channel(kind="vibration", sample_rate_hz=RATE_HZ),
-                "temp": Channel(kind="temperature")}
+    channels = {
+        "vib": Channel(kind="vibration", sample_rate_hz=RATE_HZ),
+        "temp": Channel(kind="temperature"),
+    }
     queue: BoundedQueue[SampleBlock | Reading] = BoundedQueue("samples", 10_000)
     collector = ModbusCollector("m1", cfg, channels, queue, SystemClock())
     blocks: list[SampleBlock] = []
@@ -169,8 +189,9 @@ async def test_gateway_collector_reads_waveform_over_rtu(
     expected = rec.stream(0)[: got.shape[0]]
     assert expected.shape == got.shape
     # the same int16 codes the server wrote, hence equal within the quantisation step
-    np.testing.assert_array_equal(np.rint(got / SCALE).astype(np.int16),
-                                  M.to_ring(expected, SCALE).view(np.int16))
+    np.testing.assert_array_equal(
+        np.rint(got / SCALE).astype(np.int16), M.to_ring(expected, SCALE).view(np.int16)
+    )
     np.testing.assert_allclose(got, expected, rtol=0, atol=SCALE / 2 + 1e-6)
     assert float(np.std(got)) > 10 * SCALE  # a real signal, not a ring of zeros
     temps = [r for r in readings if r.channel == "temp"]
@@ -204,3 +225,47 @@ async def test_corrupt_frames_fail_crc_then_recover(
         server.clear("corrupt_frames")
         assert not await _read_fails(client)
         assert not await _read_fails(client)
+
+
+async def test_two_devices_share_one_serial_bus(
+    link: PtyLink, plant: Plant, server: MachineModbusServer
+) -> None:
+    """Units 1 and 2 on the same port: one shared client and lock, both collected."""
+    queue: BoundedQueue[SampleBlock | Reading] = BoundedQueue("samples", 10_000)
+    channels = {f"t{u}": Channel(kind="temperature") for u in (1, 2)}
+    collectors = [
+        ModbusCollector(
+            f"m{u}",
+            ModbusDevice(
+                transport="rtu",
+                serial_port=link.b_path,
+                baudrate=BAUD,
+                parity="N",
+                unit_id=u,
+                timeout_s=1.0,
+                poll_groups={"default": PollGroup(period_s=0.05)},
+                tags=[ModbusTag(channel=f"t{u}", function=3, address=2, type="float32")],
+            ),
+            channels,
+            queue,
+            SystemClock(),
+        )
+        for u in (1, 2)
+    ]
+    await plant.step()
+    tasks = [asyncio.create_task(c.run()) for c in collectors]
+    seen: dict[str, float] = {}
+    try:
+        async with asyncio.timeout(30):
+            while len(seen) < 2:
+                r = await queue.get()
+                assert isinstance(r, Reading)
+                seen[r.channel] = r.value
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert [c.state for c in collectors] == ["connected", "connected"]
+    assert [c.counters.failed_connects for c in collectors] == [0, 0]
+    last = [s.temperature_c for s in plant.last if s is not None]
+    assert seen == {"t1": pytest.approx(last[0], abs=1e-3), "t2": pytest.approx(last[1], abs=1e-3)}

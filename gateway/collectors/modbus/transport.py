@@ -2,8 +2,11 @@
 
 Exceptions from the client become ``TransientError`` (connection lost, timeout: reconnect and
 retry) or ``PermanentError`` (an exception response such as illegal address: the request itself
-is wrong and retrying cannot help). RTU devices sharing a serial port share one bus lock, so one
-transaction at a time runs per bus, separated by the 3.5-character silent interval.
+is wrong and retrying cannot help).
+
+RTU devices on the same serial port share one ``SerialBus``: one client (serial ports are opened
+exclusively), one lock, so one transaction at a time runs per bus, each followed by the
+3.5-character silent interval. The bus is opened by its first user and closed by its last.
 """
 
 from __future__ import annotations
@@ -18,7 +21,47 @@ from pymodbus.exceptions import ModbusException
 from gateway.collectors.modbus.config import ModbusDevice
 from gateway.core.errors import PermanentError, TransientError
 
-_BUS_LOCKS: dict[str, asyncio.Lock] = {}
+
+class SerialBus:
+    """One serial line shared by the devices on it (per event loop)."""
+
+    def __init__(self, cfg: ModbusDevice) -> None:
+        assert cfg.serial_port is not None
+        self.port = cfg.serial_port
+        self.client = AsyncModbusSerialClient(
+            cfg.serial_port,
+            baudrate=cfg.baudrate,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            bytesize=cfg.bytesize,
+            timeout=cfg.timeout_s,
+            retries=0,
+            reconnect_delay=0,
+        )
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.gap_s = inter_frame_delay_s(cfg.baudrate)
+
+
+_BUSES: dict[tuple[int, str], SerialBus] = {}
+
+
+def _bus_for(cfg: ModbusDevice) -> SerialBus:
+    assert cfg.serial_port is not None
+    key = (id(asyncio.get_running_loop()), cfg.serial_port)
+    bus = _BUSES.get(key)
+    if bus is None:
+        bus = _BUSES[key] = SerialBus(cfg)
+    return bus
+
+
+def _release_bus(bus: SerialBus) -> None:
+    bus.users -= 1
+    if bus.users <= 0:
+        bus.client.close()
+        for key, b in list(_BUSES.items()):
+            if b is bus:
+                del _BUSES[key]
 
 
 def inter_frame_delay_s(baudrate: int) -> float:
@@ -46,35 +89,31 @@ class ModbusTransport:
         self.cfg = cfg
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._in_flight = asyncio.Semaphore(cfg.max_in_flight)
-        self._bus_lock: asyncio.Lock | None = None
-        self._gap_s = 0.0
-        if cfg.transport == "rtu":
-            assert cfg.serial_port is not None
-            self._bus_lock = _BUS_LOCKS.setdefault(cfg.serial_port, asyncio.Lock())
-            self._gap_s = inter_frame_delay_s(cfg.baudrate)
+        self._bus: SerialBus | None = None
 
     async def connect(self) -> None:
         """Open the connection or raise ``TransientError``."""
         await self.close()
         cfg = self.cfg
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if cfg.transport == "tcp":
-            assert cfg.host is not None
-            client = AsyncModbusTcpClient(
-                cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
-            )
-        else:
-            assert cfg.serial_port is not None
-            client = AsyncModbusSerialClient(
-                cfg.serial_port,
-                baudrate=cfg.baudrate,
-                parity=cfg.parity,
-                stopbits=cfg.stopbits,
-                bytesize=cfg.bytesize,
-                timeout=cfg.timeout_s,
-                retries=0,
-                reconnect_delay=0,
-            )
+        if cfg.transport == "rtu":
+            bus = _bus_for(cfg)
+            bus.users += 1
+            self._bus = bus
+            if not bus.client.connected:
+                async with bus.lock:
+                    if not bus.client.connected:
+                        await self._open(bus.client)
+            self._client = bus.client
+            return
+        assert cfg.host is not None
+        client = AsyncModbusTcpClient(
+            cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
+        )
+        await self._open(client)
+        self._client = client
+
+    @staticmethod
+    async def _open(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
         try:
             ok = await client.connect()
         except (ModbusException, OSError) as exc:
@@ -84,10 +123,13 @@ class ModbusTransport:
         if not ok:
             client.close()
             raise TransientError("connection refused or timed out")
-        self._client = client
 
     async def close(self) -> None:
-        if self._client is not None:
+        if self._bus is not None:
+            _release_bus(self._bus)
+            self._bus = None
+            self._client = None
+        elif self._client is not None:
             self._client.close()
             self._client = None
 
@@ -98,10 +140,10 @@ class ModbusTransport:
             raise TransientError("not connected")
         unit = self.cfg.unit_id
         async with self._in_flight:
-            if self._bus_lock is not None:
-                async with self._bus_lock:
+            if self._bus is not None:
+                async with self._bus.lock:
                     rr = await self._call(client, function, address, count, unit)
-                    await asyncio.sleep(self._gap_s)
+                    await asyncio.sleep(self._bus.gap_s)
             else:
                 rr = await self._call(client, function, address, count, unit)
         _raise_if_cancelling()
