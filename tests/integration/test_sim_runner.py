@@ -92,3 +92,39 @@ def test_simulate_cli_print_map_and_unknown_scenario() -> None:
     assert bad.returncode == 2
     assert "unknown scenario 'no-such'" in bad.stderr
     assert "outer-race" in bad.stderr
+
+
+async def test_simulate_cli_serves_modbus_and_opcua_together(tmp_path: Path) -> None:
+    """``simulate`` with both servers: the same machines over Modbus TCP and OPC UA."""
+    from asyncua import Client
+    from pymodbus.client import AsyncModbusTcpClient
+
+    from gateway.collectors.modbus.decode import decode_values
+
+    mb, ua = free_port(), free_port()
+    truth = tmp_path / "truth.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "simulate", "--scenario", "imbalance",
+        "--machines", "2", "--modbus-port", str(mb), "--opcua-port", str(ua), "--seed", "5",
+        "--speed", "1000", "--truth", str(truth), stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+        assert f"opc.tcp://127.0.0.1:{ua}/pdm-sim/" in line
+        c = AsyncModbusTcpClient("127.0.0.1", port=mb)
+        await c.connect()
+        regs = (await c.read_input_registers(2, count=4, device_id=2)).registers
+        c.close()
+        temp_mb = decode_values(regs[0:2], "float32")[0]
+        assert decode_values(regs[2:4], "float32")[0] == pytest.approx(16.5)  # imbalance.toml
+        async with Client(f"opc.tcp://127.0.0.1:{ua}/pdm-sim/") as client:
+            ns = await client.get_namespace_index("urn:pdm-gateway:simulator")
+            node = await client.nodes.objects.get_child(
+                [f"{ns}:Machines", f"{ns}:m2", f"{ns}:Temperature"])
+            temp_ua = await node.read_value()
+        assert temp_ua == pytest.approx(temp_mb, abs=0.5)
+        assert json.loads(truth.read_text())["machines"][1]["faults"][0]["type"] == "imbalance"
+    finally:
+        proc.terminate()
+        assert await proc.wait() == 0
