@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--modbus-port", type=int, default=5020)
     sim.add_argument("--opcua-port", type=int, default=None)
+    sim.add_argument(
+        "--rtu", action="store_true", help="also serve Modbus RTU on a pseudo-terminal pair"
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
         "--speed",
@@ -150,11 +153,14 @@ async def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         speed=args.speed,
         truth_path=args.truth,
+        rtu=args.rtu,
     )
     await sim.start()
     where = [f"modbus tcp {args.host}:{args.modbus_port} (units 1..{len(machines)})"]
     if args.opcua_port is not None:
         where.append(f"opc.tcp://{args.host}:{args.opcua_port}/pdm-sim/")
+    if sim.rtu_client_path is not None:
+        where.append(f"modbus rtu {sim.rtu_client_path} at {sim.rtu_baudrate} baud, 8N1")
     print(
         f"listening on {args.host}:{args.modbus_port}; scenario {args.scenario}: "
         + ", ".join(where),

@@ -200,6 +200,7 @@ class Machine:
             self.channels.append(("mic", "acoustic", "Pa", fa))
         self._index = {c[0]: 0 for c in self.channels}
         self._held: dict[str, float] = {}  # last good value before a "stuck" fault
+        self._temp_out: float | None = None  # the held temperature reading
         self._res = {
             c[0]: _Resonator(
                 spec.acoustic_resonance_hz if c[1] == "acoustic" else spec.resonance_hz,
@@ -255,11 +256,15 @@ class Machine:
         self._thermal(t0, t_real_s)
         self.t_real_s = t_real_s
         tm = self.machine_time(t_real_s)
-        temp = float(
-            self._sensor(
-                "temp", np.array([t_real_s]), np.array([self.temperature_c], dtype=np.float32)
-            )[0]
-        )
+        # the temperature transmitter samples at temperature_rate_hz and holds its value
+        rate = self.spec.temperature_rate_hz
+        if self._temp_out is None or math.floor(t_real_s * rate) > math.floor(t0 * rate):
+            self._temp_out = float(
+                self._sensor(
+                    "temp", np.array([t_real_s]), np.array([self.temperature_c], dtype=np.float32)
+                )[0]
+            )
+        temp = self._temp_out
         return MachineSnapshot(
             t_real_s,
             tm,

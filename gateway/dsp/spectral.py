@@ -235,10 +235,10 @@ class SpectralPlan:
         """Largest amplitude within +-1 bin of each target frequency: (k, len(targets)).
         Targets beyond the axis ``freqs`` read as 0."""
         idx = np.rint(np.asarray(targets) / self.df).astype(np.int64)
-        amp = np.concatenate((amp, np.zeros((amp.shape[0], 2), dtype=amp.dtype)), axis=1)
-        idx = np.where(idx < freqs.shape[0], idx, amp.shape[1] - 1)
         cols = np.clip(idx[:, None] + np.arange(-1, 2)[None, :], 0, amp.shape[1] - 1)
-        return np.asarray(amp[:, cols].max(axis=2), dtype=np.float32)
+        out = np.asarray(amp[:, cols].max(axis=2), dtype=np.float32)
+        out[:, idx >= freqs.shape[0]] = 0.0
+        return out
 
     def _envelope(self, spec: npt.NDArray[np.complex64], mag2: F32) -> tuple[F32, F32, FArr]:
         """Envelope amplitude spectrum (k, M/2+1), envelope RMS (k,), and its frequency axis.

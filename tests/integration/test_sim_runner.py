@@ -95,9 +95,11 @@ def test_simulate_cli_print_map_and_unknown_scenario() -> None:
 
 
 async def test_simulate_cli_serves_modbus_and_opcua_together(tmp_path: Path) -> None:
-    """``simulate`` with both servers: the same machines over Modbus TCP and OPC UA."""
+    """``simulate`` with every server: the same machines over Modbus TCP, RTU and OPC UA."""
+    import re
+
     from asyncua import Client
-    from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
     from gateway.collectors.modbus.decode import decode_values
 
@@ -106,7 +108,7 @@ async def test_simulate_cli_serves_modbus_and_opcua_together(tmp_path: Path) -> 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "simulate", "--scenario", "imbalance",
         "--machines", "2", "--modbus-port", str(mb), "--opcua-port", str(ua), "--seed", "5",
-        "--speed", "1000", "--truth", str(truth), stdout=asyncio.subprocess.PIPE)
+        "--speed", "1000", "--truth", str(truth), "--rtu", stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(60):
@@ -125,6 +127,13 @@ async def test_simulate_cli_serves_modbus_and_opcua_together(tmp_path: Path) -> 
             temp_ua = await node.read_value()
         assert temp_ua == pytest.approx(temp_mb, abs=0.5)
         assert json.loads(truth.read_text())["machines"][1]["faults"][0]["type"] == "imbalance"
+        rtu = re.search(r"modbus rtu (\S+) at (\d+) baud", line)
+        assert rtu is not None, line
+        serial = AsyncModbusSerialClient(rtu.group(1), baudrate=int(rtu.group(2)), timeout=2)
+        assert await serial.connect()
+        regs = (await serial.read_input_registers(4, count=2, device_id=1)).registers
+        serial.close()
+        assert decode_values(regs, "float32")[0] == pytest.approx(16.5)
     finally:
         proc.terminate()
         assert await proc.wait() == 0
