@@ -132,6 +132,18 @@ class SpectralPlan:
             in_band, (G0_MM_S2 * 1000.0 / (2 * np.pi * f) ** 2) ** 2, 0.0
         ).astype(np.float32)
         self.freqs32 = self.freqs.astype(np.float32)
+        # every linear functional of the power spectrum in one (F, B + 4) matrix applied to |X|^2:
+        # band mean squares, total, centroid numerator, velocity and displacement mean squares
+        ps = self.power_scale.astype(np.float64)
+        self.lin_m = np.column_stack(
+            (
+                self.band_m * ps[:, None],
+                ps,
+                ps * self.freqs,
+                ps * self.vel_w,
+                ps * self.disp_w,
+            )
+        )
         if self.kind == "acoustic":
             self.a_w = (10.0 ** (a_weighting_db(self.freqs) / 10.0)).astype(np.float32)
             exact = [
@@ -189,26 +201,28 @@ class SpectralPlan:
         if x.ndim != 2 or x.shape[1] != self.n:
             raise ValueError(f"expected (k, {self.n}) windows, got {x.shape}")
         k = x.shape[0]
-        spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
-        mag2 = (spec.real**2 + spec.imag**2).astype(np.float32)
-        p = mag2 * self.power_scale
-        out: list[F32] = [p @ self.band_m]
-        total = p.sum(axis=1)
+        spec = scipy.fft.rfft(x * self.w, axis=1, workers=1, overwrite_x=True)
+        mag2 = spec.real * spec.real
+        mag2 += spec.imag * spec.imag
+        # in float64: BLAS rounding then cannot make results depend on the batch's shape
+        lin = (mag2.astype(np.float64) @ self.lin_m).astype(np.float32)
+        nb = self.band_m.shape[1]
+        total, cnum, vel, disp = lin[:, nb], lin[:, nb + 1], lin[:, nb + 2], lin[:, nb + 3]
+        out: list[F32] = [lin[:, :nb]]
         with np.errstate(divide="ignore", invalid="ignore"):
-            centroid = np.where(total > 0, (p @ self.freqs32) / total, 0.0)
-        amp = np.sqrt(mag2) * self.amp_scale
-        dom = np.argmax(amp[:, 1:], axis=1) + 1
+            centroid = np.where(total > 0, cnum / total, 0.0)
+        dom = np.argmax(mag2[:, 1:], axis=1) + 1
         out += [
             centroid[:, None],
             self.freqs32[dom][:, None],
-            np.take_along_axis(amp, dom[:, None], axis=1),
+            np.sqrt(np.take_along_axis(mag2, dom[:, None], axis=1)) * self.amp_scale,
         ]
         if self.kind == "vibration":
-            out.append(np.sqrt(p @ self.vel_w)[:, None])
-            out.append((2 * math.sqrt(2) * np.sqrt(p @ self.disp_w))[:, None])
+            out.append(np.sqrt(vel)[:, None])
+            out.append((2 * math.sqrt(2) * np.sqrt(disp))[:, None])
             if self.has_speed:
                 out.append(
-                    self._peaks(amp, [k_ * shaft for k_ in (1, 2, 3)], self.freqs)
+                    self._peaks(mag2, [k_ * shaft for k_ in (1, 2, 3)], self.freqs, self.amp_scale)
                     if shaft
                     else np.full((k, 3), np.nan, dtype=np.float32)
                 )
@@ -220,10 +234,11 @@ class SpectralPlan:
                     for key in BEARING_KEYS:
                         f0 = self.bearing_orders[key] * shaft
                         targets += [f0, 2 * f0]
-                    out.append(self._peaks(env_amp, targets, env_freqs))
+                    out.append(self._peaks(env_amp, targets, env_freqs, None))
                 else:
                     out.append(np.full((k, 2 * len(BEARING_KEYS)), np.nan, dtype=np.float32))
         else:
+            p = mag2 * self.power_scale
             pa = p @ self.a_w
             with np.errstate(divide="ignore"):
                 out.append((10 * np.log10(pa / P_REF_PA**2))[:, None])
@@ -231,12 +246,17 @@ class SpectralPlan:
         res = np.concatenate([np.asarray(o, dtype=np.float32).reshape(k, -1) for o in out], axis=1)
         return res
 
-    def _peaks(self, amp: F32, targets: list[float], freqs: FArr) -> F32:
+    def _peaks(
+        self, amp: F32, targets: list[float], freqs: FArr, power_to_amp: np.float32 | None
+    ) -> F32:
         """Largest amplitude within +-1 bin of each target frequency: (k, len(targets)).
-        Targets beyond the axis ``freqs`` read as 0."""
+        Targets beyond the axis ``freqs`` read as 0. With ``power_to_amp``, ``amp`` holds
+        |X|^2 and the peaks become amplitudes as ``sqrt(|X|^2) * power_to_amp``."""
         idx = np.rint(np.asarray(targets) / self.df).astype(np.int64)
         cols = np.clip(idx[:, None] + np.arange(-1, 2)[None, :], 0, amp.shape[1] - 1)
         out = np.asarray(amp[:, cols].max(axis=2), dtype=np.float32)
+        if power_to_amp is not None:
+            out = np.sqrt(out) * power_to_amp
         out[:, idx >= freqs.shape[0]] = 0.0
         return out
 
@@ -245,8 +265,8 @@ class SpectralPlan:
 
         Band-pass by keeping only the band's bins (the configured band, or per window the
         auto-selected one); the analytic signal of the band, shifted to baseband, is the
-        inverse FFT of those bins over ``M`` points (the smallest power of two holding twice
-        the band): its magnitude is the envelope, sampled at ``M df`` over the same window
+        inverse FFT of those bins over ``M`` points (the smallest power of two holding the
+        band): its magnitude is the envelope, sampled at ``M df`` over the same window
         duration, so the envelope spectrum keeps the resolution ``df``.
         """
         k = spec.shape[0]
@@ -256,7 +276,9 @@ class SpectralPlan:
             width = max(int(np.searchsorted(self.freqs, hi)) - int(i0[0]), 1)
         else:
             i0, width = self._auto_band(mag2)
-        m = 1 << max(4, math.ceil(math.log2(2 * width)))
+        # m >= width holds the complex baseband band without aliasing; |z| components above
+        # m df / 2 fold onto (m - width) df .. m df / 2, far above bearing frequencies
+        m = 1 << max(4, math.ceil(math.log2(width)))
         base = np.zeros((k, m), dtype=np.complex64)
         cols = np.minimum(i0[:, None] + np.arange(width)[None, :], spec.shape[1] - 1)
         base[:, :width] = np.take_along_axis(spec, cols, axis=1)
