@@ -21,6 +21,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.records import FeatureFrame, Reading, SampleBlock
 from gateway.dsp.stage import DspStage
+from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.supervisor import Supervisor
 from gateway.store.journal import Journal
@@ -90,6 +91,8 @@ class Pipeline:
             on_frame,
         )
         self.supervisor = Supervisor(self.clock, cfg.runtime.restart, cfg.runtime.healthy_after_s)
+        self.loop_lag = LoopLagMonitor(self.clock)
+        self._lag_task: asyncio.Task[None] | None = None
         self.journal: Journal | None = None
         self.store: StoreWriter | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
@@ -105,6 +108,7 @@ class Pipeline:
         self._store_task = self.supervisor.start(self.store)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
+        self._lag_task = self.supervisor.start(self.loop_lag)
         log.info(
             "gateway %s started: %d device(s), %d channel(s), store %s",
             self.cfg.gateway.name,
@@ -117,6 +121,8 @@ class Pipeline:
         """Drain in order within the deadline. Returns True if the drain completed."""
         deadline = self.cfg.runtime.shutdown_deadline_s
         complete = True
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         try:
             async with asyncio.timeout(deadline):
                 for t in self._collector_tasks:
@@ -153,5 +159,6 @@ class Pipeline:
             "devices": {c.device_id: c.status() for c in self.collectors},
             "queues": {q.name: q.stats() for q in (self.samples, self.records)},
             "dsp": self.dsp.status(),
+            "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }

@@ -66,3 +66,53 @@ def test_bench_full_features_vs_rfft_and_naive() -> None:
         f"{per_core:.0f} channels at 25.6 kHz per core (goal >= 1000); "
         f"{len(ex.names)} features per window"
     )
+
+
+def test_bench_event_loop_lag_while_processing() -> None:
+    """A burst of 16 channels x 10 s at 25.6 kHz through the DSP stage (work on its worker
+    thread) against the same work done inline on the event loop: the largest timer lateness
+    the loop saw in each case."""
+    import asyncio
+
+    from gateway.core.clock import SystemClock
+    from gateway.core.records import FeatureFrame, Reading, SampleBlock
+    from gateway.dsp.stage import DspProcessor, DspStage
+    from gateway.runtime.looplag import LoopLagMonitor
+    from gateway.runtime.queues import BoundedQueue
+
+    names = [f"c{i}" for i in range(16)]
+    channels = {n: Channel(kind="vibration", sample_rate_hz=FS) for n in names}
+    assets = {"a": Asset(channels=names, shaft_speed_hz=24.75)}
+    rng = np.random.default_rng(1)
+    data = {n: rng.standard_normal(int(10 * FS)).astype(np.float32) for n in names}
+    blocks = [
+        SampleBlock(n, 0, 0, FS, data[n][i : i + 2560].copy(), i)
+        for i in range(0, int(10 * FS), 2560)
+        for n in names
+    ]
+
+    async def measure(inline: bool) -> float:
+        clock = SystemClock()
+        mon = LoopLagMonitor(clock, interval_s=0.01)
+        lag = asyncio.create_task(mon.run())
+        if inline:
+            proc = DspProcessor(DspConfig(), channels, assets, clock.now_ns)
+            for i in range(0, len(blocks), 64):
+                proc.process(list(blocks[i : i + 64]))
+                await asyncio.sleep(0)
+        else:
+            inp: BoundedQueue[SampleBlock | Reading] = BoundedQueue("in", len(blocks) + 1)
+            out: BoundedQueue[FeatureFrame] = BoundedQueue("out", 100_000)
+            for b in blocks:
+                await inp.put(b)
+            await inp.close()
+            await DspStage(DspConfig(), channels, assets, inp, out, clock).run()
+        lag.cancel()
+        return mon.max_s
+
+    inline = asyncio.run(measure(True))
+    staged = asyncio.run(measure(False))
+    print(
+        f"\n[bench] event-loop lag during a 16 ch x 10 s burst: DSP stage {staged * 1e3:.1f} ms "
+        f"vs inline on the loop {inline * 1e3:.1f} ms (ratio {staged / max(inline, 1e-9):.2f}x)"
+    )
