@@ -17,9 +17,11 @@ class LateClock(FakeClock):
     def __init__(self, late_s: list[float]) -> None:
         super().__init__(auto_advance=True)
         self.late_s = late_s
+        self.exhausted = asyncio.Event()
 
     async def sleep(self, seconds: float) -> None:
         if not self.late_s:
+            self.exhausted.set()
             await asyncio.Event().wait()  # stop here: the test is over
         await super().sleep(seconds + self.late_s.pop(0))
 
@@ -29,8 +31,7 @@ async def test_records_lag_and_logs_state_changes_once(caplog: pytest.LogCapture
     mon = LoopLagMonitor(clock, interval_s=0.25, warn_s=0.5)
     caplog.set_level(logging.INFO)
     task = asyncio.create_task(mon.run())
-    while mon.samples < 4:
-        await asyncio.sleep(0)
+    await clock.exhausted.wait()
     task.cancel()
     assert mon.last_s == pytest.approx(0.01)
     assert mon.max_s == pytest.approx(0.9)
