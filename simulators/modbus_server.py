@@ -5,7 +5,7 @@ Faults (``inject(kind, ...)`` / ``clear(kind)``), observable by any client:
 - ``drop_connections``: close every client connection now (clients must reconnect);
 - ``no_response``: requests are received but not answered until cleared (client timeouts);
 - ``exception``: every request gets an exception response, ``code="busy"`` (06) or
-  ``"illegal_address"`` (02);
+  ``"illegal_address"`` (02); with ``count=N`` only the next N requests, then it clears itself;
 - ``latency``: each response is delayed by ``latency_s`` plus up to ``jitter_s`` at random;
 - ``corrupt_frames``: one byte of each response is flipped (the CRC on RTU, the transaction
   id on TCP, which has no checksum).
@@ -225,7 +225,12 @@ class MachineModbusServer:
             )
         exc = self.faults.get("exception")
         if exc is not None:
-            return _EXC[exc.get("code", "busy")]
+            code = _EXC[exc.get("code", "busy")]
+            if "count" in exc:  # a limited number of exception responses, then normal again
+                exc["count"] -= 1
+                if exc["count"] <= 0:
+                    self.clear("exception")
+            return code
         return None
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:

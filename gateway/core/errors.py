@@ -28,6 +28,10 @@ class TransientError(GatewayError):
     """A failure that may clear by itself; retry with backoff."""
 
 
+class DeviceBusyError(TransientError):
+    """The device answered "busy" (Modbus exception 5 or 6): retry the request shortly."""
+
+
 class PermanentError(GatewayError):
     """A failure that retrying cannot fix; reject the item and count it."""
 

@@ -27,7 +27,7 @@ from gateway.collectors.modbus.plan import ReadRequest, chunk_range, plan_reads
 from gateway.collectors.modbus.transport import ModbusTransport
 from gateway.config.plant import Channel
 from gateway.core.clock import Clock
-from gateway.core.errors import PermanentError, TransientError
+from gateway.core.errors import DeviceBusyError, PermanentError, TransientError
 from gateway.core.records import Quality, Reading, SampleBlock
 from gateway.runtime.queues import BoundedQueue
 
@@ -65,6 +65,9 @@ class DeviceCounters:
     reads: int = 0
     transient_errors: int = 0
     permanent_errors: int = 0
+    busy: int = 0
+    stale_events: int = 0
+    breaker_opens: int = 0
     samples_lost: int = 0
     overruns: int = 0
     late_polls: int = 0
@@ -100,7 +103,13 @@ class ModbusCollector:
             for group in cfg.poll_groups
         }
         self._failed_attempts = 0
+        self.breaker = "closed"  # closed | open | half-open
         self._bad_requests: set[tuple[int, int]] = set()
+        self._busy_logged = False
+        period = {t.channel: cfg.poll_groups[t.poll_group].period_s for t in cfg.tags}
+        self._stale_limit = {c: p * cfg.stale_after_periods for c, p in period.items()}
+        self._last_ok: dict[str, tuple[float, float]] = {}  # channel -> (monotonic s, value)
+        self.stale: set[str] = set()
         self._state_events = {s: asyncio.Event() for s in STATES}
         #: set after every connection attempt (tests and status views wait on it)
         self.changed = asyncio.Event()
@@ -118,9 +127,17 @@ class ModbusCollector:
                 ev.clear()
 
     def status(self) -> dict[str, object]:
-        return {"state": self.state, "endpoint": self.cfg.endpoint, **vars(self.counters)}
+        return {
+            "state": self.state,
+            "breaker": self.breaker,
+            "endpoint": self.cfg.endpoint,
+            "stale": sorted(self.stale),
+            **vars(self.counters),
+        }
 
     async def run(self) -> None:
+        started = self.clock.monotonic()
+        watcher = asyncio.create_task(self._watch_stale(started), name=f"{self.name}:stale")
         try:
             while True:
                 try:
@@ -129,10 +146,7 @@ class ModbusCollector:
                     self.counters.failed_connects += 1
                     self._set_unreachable(str(exc))
                     self.changed.set()
-                    await self.clock.sleep(
-                        self.cfg.reconnect.delay(self._failed_attempts, self.rand())
-                    )
-                    self._failed_attempts += 1
+                    await self.clock.sleep(self._connect_delay())
                     continue
                 self._set_connected()
                 self.changed.set()
@@ -144,7 +158,61 @@ class ModbusCollector:
                 await self.clock.sleep(self.cfg.reconnect.delay(0, self.rand()))
                 self._failed_attempts = 1
         finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             await self.transport.close()
+
+    def _connect_delay(self) -> float:
+        """Backoff with jitter, or the breaker's cooldown once it opens (then one probe)."""
+        attempt = self._failed_attempts
+        self._failed_attempts += 1
+        if self._failed_attempts < self.cfg.breaker_threshold:
+            return self.cfg.reconnect.delay(attempt, self.rand())
+        if self.breaker != "open":
+            self.counters.breaker_opens += 1
+            log.warning(
+                "device %s: circuit open after %d failed connects; probing every %.0fs",
+                self.device_id,
+                self._failed_attempts,
+                self.cfg.breaker_cooldown_s,
+            )
+        self.breaker = "open"
+        return self.cfg.breaker_cooldown_s
+
+    async def _watch_stale(self, started: float) -> None:
+        """Re-send tags not refreshed within their limit once, as Uncertain with the last value
+        (Bad and NaN if never read); log when the device's set of stale tags changes."""
+        if not self._stale_limit:
+            return
+        tick = min(self._stale_limit.values()) / 2
+        while True:
+            await self.clock.sleep(tick)
+            now, ts = self.clock.monotonic(), self.clock.now_ns()
+            newly = []
+            for ch, limit in self._stale_limit.items():
+                seen_at, value = self._last_ok.get(ch, (started, float("nan")))
+                if ch not in self.stale and now - seen_at > limit:
+                    newly.append(ch)
+                    quality = Quality.UNCERTAIN if ch in self._last_ok else Quality.BAD
+                    await self.out.put(Reading(ch, ts, ts, value, quality))
+            if newly:
+                if not self.stale:
+                    log.warning(
+                        "device %s: tag(s) %s stale (not refreshed in time)",
+                        self.device_id,
+                        ", ".join(newly),
+                    )
+                self.stale.update(newly)
+                self.counters.stale_events += len(newly)
+
+    def _fresh(self, r: Reading) -> None:
+        if r.quality != Quality.GOOD:
+            return
+        self._last_ok[r.channel] = (self.clock.monotonic(), r.value)
+        if r.channel in self.stale:
+            self.stale.discard(r.channel)
+            if not self.stale:
+                log.info("device %s: all tags fresh again", self.device_id)
 
     async def _poll_until_error(self) -> TransientError:
         """Run every poll loop of the connection until one fails with a ``TransientError``.
@@ -184,6 +252,9 @@ class ModbusCollector:
             log.info("device %s connected (%s)", self.device_id, self.cfg.endpoint)
         self._set_state("connected")
         self._failed_attempts = 0
+        if self.breaker != "closed":
+            log.info("device %s: circuit closed", self.device_id)
+            self.breaker = "closed"
 
     def _set_unreachable(self, reason: str) -> None:
         if self.state != "unreachable":
@@ -197,8 +268,29 @@ class ModbusCollector:
 
     # -- reads --------------------------------------------------------------------------
     async def _read(self, function: int, address: int, count: int) -> list[int] | list[bool]:
-        self.counters.reads += 1
-        return list(await self.transport.read(function, address, count))
+        """One request, retried ``busy_retries`` times (doubling pauses) while the device
+        answers busy; then ``DeviceBusyError``."""
+        attempt = 0
+        while True:
+            self.counters.reads += 1
+            try:
+                values = list(await self.transport.read(function, address, count))
+            except DeviceBusyError:
+                self.counters.busy += 1
+                if attempt >= self.cfg.busy_retries:
+                    if not self._busy_logged:
+                        log.warning(
+                            "device %s busy: skipping polls until it answers", self.device_id
+                        )
+                        self._busy_logged = True
+                    raise
+                await self.clock.sleep(self.cfg.busy_retry_s * 2**attempt)
+                attempt += 1
+                continue
+            if self._busy_logged:
+                log.info("device %s answers again", self.device_id)
+                self._busy_logged = False
+            return values
 
     async def _next_period(self, period_s: float, deadline: float) -> float:
         """Sleep until ``deadline + period_s``; an overrun skips missed periods (counted)."""
@@ -220,6 +312,8 @@ class ModbusCollector:
                 key = (req.function, req.address)
                 try:
                     raw = await self._read(req.function, req.address, req.count)
+                except DeviceBusyError:
+                    continue  # no fresh value this period; the stale watch covers long spells
                 except PermanentError as exc:
                     self.counters.permanent_errors += 1
                     if key not in self._bad_requests:
@@ -239,6 +333,7 @@ class ModbusCollector:
                     log.info("device %s: read at %d works again", self.device_id, req.address)
                 readings += [self._decode_tag(t, req, raw, ts) for t in req.tags]
             for r in readings:
+                self._fresh(r)
                 await self.out.put(r)
             deadline = await self._next_period(period, deadline)
 
@@ -264,7 +359,10 @@ class ModbusCollector:
         cur = self._cursors[w.channel]
         deadline = self.clock.monotonic()
         while True:
-            block = await self._read_ring(w, cur, fs)
+            try:
+                block = await self._read_ring(w, cur, fs)
+            except DeviceBusyError:
+                block = None  # the ring keeps the samples: the next poll reads them
             if block is not None:
                 await self.out.put(block)
             deadline = await self._next_period(w.period_s, deadline)

@@ -115,6 +115,15 @@ class ModbusDevice(StrictModel):
     max_in_flight: int = Field(1, ge=1, le=16)
     max_gap: int = Field(8, ge=0, le=124)
     reconnect: Backoff = Backoff()
+    #: retries of a request answered "busy" (exception 5 or 6), after busy_retry_s, doubling
+    busy_retries: int = Field(2, ge=0, le=10)
+    busy_retry_s: float = Field(0.05, gt=0, le=10)
+    #: a tag not refreshed within stale_after_periods x its period is re-sent as Uncertain
+    stale_after_periods: float = Field(2.0, ge=1.0, le=1000)
+    #: circuit breaker: after breaker_threshold failed connects in a row, wait
+    #: breaker_cooldown_s before one probe attempt (half-open)
+    breaker_threshold: int = Field(5, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
     poll_groups: dict[str, PollGroup] = Field(default_factory=lambda: {"default": PollGroup()})
     tags: list[ModbusTag] = Field(default_factory=list)
     waveforms: list[ModbusWaveform] = Field(default_factory=list)

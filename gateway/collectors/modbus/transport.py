@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gateway.collectors.modbus.config import ModbusDevice
-from gateway.core.errors import PermanentError, TransientError
+from gateway.core.errors import DeviceBusyError, PermanentError, TransientError
 
 
 class SerialBus:
@@ -43,6 +43,7 @@ class SerialBus:
         self.gap_s = inter_frame_delay_s(cfg.baudrate)
 
 
+BUSY_CODES = (5, 6)  # ACKNOWLEDGE (still processing), DEVICE_BUSY
 _BUSES: dict[tuple[int, str], SerialBus] = {}
 
 
@@ -147,6 +148,8 @@ class ModbusTransport:
             else:
                 rr = await self._call(client, function, address, count, unit)
         _raise_if_cancelling()
+        if rr.isError() and getattr(rr, "exception_code", None) in BUSY_CODES:
+            raise DeviceBusyError(f"function {function} at {address}: device busy")
         if rr.isError():
             raise PermanentError(f"function {function} at {address} x{count}: device answered {rr}")
         values: Sequence[int] | Sequence[bool] = (
