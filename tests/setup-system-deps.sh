@@ -4,10 +4,11 @@
 # apt's own output is shown only if it fails. Uses sudo unless already root.
 #
 # PACKAGES: one word per package, "package" when it provides a command of the same name, else
-# "package:command". To add one, add a word: PACKAGES="mbpoll victoria-metrics".
+# "package:command", or "package:" for a library (checked with dpkg). To add one, add a word:
+# PACKAGES="mbpoll victoria-metrics".
 set -eu
 
-PACKAGES="mbpoll"
+PACKAGES="mbpoll libmodbus-dev: gcc"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
@@ -24,14 +25,17 @@ updated=no
 for word in $PACKAGES; do
     pkg=${word%%:*}
     cmd=${word#*:}
-    command -v "$cmd" >/dev/null 2>&1 && continue
+    present() {
+        if [ -z "$cmd" ]; then dpkg -s "$pkg" >/dev/null 2>&1; else command -v "$cmd" >/dev/null 2>&1; fi
+    }
+    present && continue
     if [ "$updated" = no ]; then
         quiet $SUDO apt-get update -qq
         updated=yes
     fi
     quiet $SUDO apt-get install -y -qq --no-install-recommends "$pkg"
-    if ! command -v "$cmd" >/dev/null 2>&1; then
-        echo "setup-system-deps: installed $pkg but '$cmd' is still not on PATH" >&2
+    if ! present; then
+        echo "setup-system-deps: installed $pkg but it is still not usable" >&2
         exit 1
     fi
     echo "installed $pkg"
