@@ -269,3 +269,37 @@ async def test_two_devices_share_one_serial_bus(
     assert [c.counters.failed_connects for c in collectors] == [0, 0]
     last = [s.temperature_c for s in plant.last if s is not None]
     assert seen == {"t1": pytest.approx(last[0], abs=1e-3), "t2": pytest.approx(last[1], abs=1e-3)}
+
+
+@pytest.mark.parametrize("fault", ["no_response", "corrupt_frames"])
+async def test_collector_survives_a_silent_or_garbling_slave(
+    link: PtyLink, plant: Plant, server: MachineModbusServer, fault: str
+) -> None:
+    """A slave that stops answering, or whose frames fail the CRC: the collector marks the
+    device unreachable, and recovers by itself once the slave behaves again."""
+    queue: BoundedQueue[SampleBlock | Reading] = BoundedQueue("samples", 10_000)
+    cfg = ModbusDevice(
+        transport="rtu", serial_port=link.b_path, baudrate=BAUD, parity="N", unit_id=1,
+        timeout_s=0.3, reconnect=Backoff(initial_s=0.05, max_s=0.2),
+        poll_groups={"default": PollGroup(period_s=0.05)},
+        tags=[ModbusTag(channel="t", function=3, address=2, type="float32")],
+    )
+    col = ModbusCollector("m1", cfg, {"t": Channel(kind="temperature")}, queue, SystemClock())
+    await plant.step()
+    task = asyncio.create_task(col.run())
+    try:
+        async with asyncio.timeout(30):
+            await col.wait_state("connected")
+            server.inject(fault)
+            await col.wait_state("unreachable")
+            server.clear(fault)
+            await col.wait_state("connected")
+            while True:  # fresh good readings flow again
+                r = await queue.get()
+                if isinstance(r, Reading) and r.quality == Quality.GOOD:
+                    break
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert col.counters.disconnects >= 1
+    assert col.counters.connects >= 2
