@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,14 +267,16 @@ class ModbusCollector:
         self._set_state("unreachable")
 
     # -- reads --------------------------------------------------------------------------
-    async def _read(self, function: int, address: int, count: int) -> list[int] | list[bool]:
+    async def _read(
+        self, function: int, address: int, count: int
+    ) -> Sequence[int] | Sequence[bool]:
         """One request, retried ``busy_retries`` times (doubling pauses) while the device
         answers busy; then ``DeviceBusyError``."""
         attempt = 0
         while True:
             self.counters.reads += 1
             try:
-                values = list(await self.transport.read(function, address, count))
+                values = await self.transport.read(function, address, count)
             except DeviceBusyError:
                 self.counters.busy += 1
                 if attempt >= self.cfg.busy_retries:
@@ -338,7 +340,7 @@ class ModbusCollector:
             deadline = await self._next_period(period, deadline)
 
     def _decode_tag(
-        self, tag: ModbusTag, req: ReadRequest, raw: list[int] | list[bool], ts: int
+        self, tag: ModbusTag, req: ReadRequest, raw: Sequence[int] | Sequence[bool], ts: int
     ) -> Reading:
         off = tag.address - req.address
         if tag.type == "bit":

@@ -34,10 +34,16 @@ _NUMPY_TYPES: dict[str, str] = {
 
 def as_words(registers: Sequence[int] | npt.NDArray[np.uint16]) -> npt.NDArray[np.uint16]:
     """Registers as a uint16 array; values outside 0..65535 are a ``PermanentError``."""
-    arr = np.asarray(registers)
-    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFF):
-        raise PermanentError("register value outside 0..65535")
-    return arr.astype(np.uint16, copy=False)
+    if isinstance(registers, np.ndarray):
+        if registers.dtype == np.uint16:
+            return registers
+        if registers.size and (registers.min() < 0 or registers.max() > 0xFFFF):
+            raise PermanentError("register value outside 0..65535")
+        return registers.astype(np.uint16)
+    try:  # one pass: numpy refuses Python ints outside the dtype's range
+        return np.asarray(registers, dtype=np.uint16)
+    except OverflowError:
+        raise PermanentError("register value outside 0..65535") from None
 
 
 def _canonical_bytes(words: npt.NDArray[np.uint16], width: int, order: str) -> bytes:
@@ -86,8 +92,11 @@ def decode_waveform(
 ) -> npt.NDArray[np.float32]:
     """Waveform registers (one sample per register) to float32 physical values."""
     words = as_words(registers)
-    raw = words.view(np.int16) if sample_type == "int16" else words
-    return (raw.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    out = (words.view(np.int16) if sample_type == "int16" else words).astype(np.float32)
+    out *= np.float32(scale)
+    if offset:
+        out += np.float32(offset)
+    return out
 
 
 def decode_uint32(registers: Sequence[int], order: str = "ABCD") -> int:

@@ -165,14 +165,14 @@ class ModbusTransport:
         count: int,
         unit: int,
     ) -> Any:
-        calls = {
-            1: client.read_coils,
-            2: client.read_discrete_inputs,
-            3: client.read_holding_registers,
-            4: client.read_input_registers,
-        }
         try:
-            return await calls[function](address, count=count, device_id=unit)
+            if function == 3:
+                return await client.read_holding_registers(address, count=count, device_id=unit)
+            if function == 4:
+                return await client.read_input_registers(address, count=count, device_id=unit)
+            if function == 1:
+                return await client.read_coils(address, count=count, device_id=unit)
+            return await client.read_discrete_inputs(address, count=count, device_id=unit)
         except ModbusException as exc:
             raise TransientError(f"function {function} at {address}: {exc}") from exc
         except (TimeoutError, OSError) as exc:
