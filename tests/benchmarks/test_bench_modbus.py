@@ -103,7 +103,8 @@ def test_bench_collector_vs_bare_pymodbus() -> None:
             reads = READS * devices
             regs_per_cpu_s = reads * 125 / cpu_o
             print(
-                f"\n[bench] modbus {devices:2d} device(s): ours {reads * 125 / wall_o:,.0f} regs/s, "
+                f"\n[bench] modbus {devices:2d} device(s): ours {reads * 125 / wall_o:,.0f} "
+                f"regs/s, "
                 f"{cpu_o / reads * 1e6:.0f} us CPU per 125-register read; bare pymodbus "
                 f"{reads * 125 / wall_b:,.0f} regs/s, {cpu_b / reads * 1e6:.0f} us; CPU ratio "
                 f"{cpu_o / cpu_b:.2f}x (goal <= 1.1); one core collects "
