@@ -132,3 +132,56 @@ async def test_breaker_closes_when_the_device_comes_back(port: int) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await sim.stop()
+
+
+async def test_one_silent_device_does_not_delay_another(port: int) -> None:
+    """Two devices on separate servers: one stops answering (and later drops its clients),
+    the other keeps its poll rate throughout; the silent one recovers by itself."""
+    from gateway.demo import free_port
+
+    port2 = free_port()
+    sims = [
+        Sim([Machine(small_spec("a"), seed=1)], port),
+        Sim([Machine(small_spec("b"), seed=2)], port2),
+    ]
+    for s in sims:
+        await s.start()
+    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 100_000)
+    channels = {"ta": Channel(kind="temperature"), "tb": Channel(kind="temperature")}
+    cols = [
+        ModbusCollector(
+            name,
+            device(p, tags=[ModbusTag(channel=ch, function=4, address=2, type="float32")]),
+            channels,
+            q,
+            SystemClock(),
+        )
+        for name, p, ch in (("a", port, "ta"), ("b", port2, "tb"))
+    ]
+    tasks = [asyncio.create_task(c.run()) for c in cols]
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(c.wait_state("connected") for c in cols))
+            sims[0].server.inject("no_response")
+            await cols[0].wait_state("unreachable")
+            # while "a" is down, "b" delivers readings at its 0.1 s period: count 10 of them
+            got = 0
+            while got < 10:
+                r = await q.get()
+                if isinstance(r, Reading) and r.channel == "tb" and r.quality == Quality.GOOD:
+                    got += 1
+            assert cols[0].state == "unreachable"
+            sims[0].server.clear("no_response")
+            await cols[0].wait_state("connected")
+            sims[0].server.inject("drop_connections")
+            await cols[0].wait_state("unreachable")
+            await cols[0].wait_state("connected")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for s in sims:
+            await s.stop()
+    assert cols[1].counters.disconnects == 0
+    assert cols[1].counters.late_polls == 0  # never held up by the other device
+    assert cols[0].counters.disconnects >= 2

@@ -74,7 +74,8 @@ class DeviceCounters:
 
 
 class ModbusCollector:
-    """Collector for one device. ``state`` is ``connecting``, ``connected`` or ``unreachable``."""
+    """Collector for one device. ``state`` is ``connecting``, ``connected`` (the device
+    answers) or ``unreachable`` (no connection, or no answer on it)."""
 
     def __init__(
         self,
@@ -148,15 +149,16 @@ class ModbusCollector:
                     self.changed.set()
                     await self.clock.sleep(self._connect_delay())
                     continue
-                self._set_connected()
+                self.counters.connects += 1
                 self.changed.set()
                 error = await self._poll_until_error()
                 self.counters.transient_errors += 1
-                self.counters.disconnects += 1
+                if self.state == "connected":
+                    self.counters.disconnects += 1
                 self._set_unreachable(str(error))
+                self.changed.set()
                 await self.transport.close()
-                await self.clock.sleep(self.cfg.reconnect.delay(0, self.rand()))
-                self._failed_attempts = 1
+                await self.clock.sleep(self._connect_delay())
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -240,7 +242,8 @@ class ModbusCollector:
 
     # -- state changes, logged once each ------------------------------------------------
     def _set_connected(self) -> None:
-        self.counters.connects += 1
+        """The device answered (a connection alone does not count: a silent device stays
+        unreachable instead of flapping)."""
         if self.state == "unreachable":
             log.info(
                 "device %s recovered (%s) after %d failed attempt(s)",
@@ -292,6 +295,9 @@ class ModbusCollector:
             if self._busy_logged:
                 log.info("device %s answers again", self.device_id)
                 self._busy_logged = False
+            if self.state != "connected":
+                self._set_connected()
+                self.changed.set()
             return values
 
     async def _next_period(self, period_s: float, deadline: float) -> float:
