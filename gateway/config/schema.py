@@ -93,6 +93,18 @@ def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
             if ch in fed_by:
                 errors.append((path, f"channel {ch!r} is already fed by {fed_by[ch]}"))
             fed_by[ch] = path
+            tag_unit = (
+                getattr(dev.tags[int(key.split(".")[1])], "unit", None)
+                if (isinstance(dev, ModbusDevice) and key.startswith("tags."))
+                else None
+            )
+            if tag_unit is not None and tag_unit != cfg.channels[ch].unit:
+                errors.append(
+                    (
+                        f"{dev_path}.{key.rsplit('.', 1)[0]}.unit",
+                        f"{tag_unit!r} differs from channel {ch!r} unit {cfg.channels[ch].unit!r}",
+                    )
+                )
             waveform_source = key.startswith("waveforms.") or (
                 isinstance(dev, OpcUaDevice)
                 and dev.nodes[int(key.split(".")[1])].kind == "waveform"

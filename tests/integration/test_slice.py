@@ -115,6 +115,9 @@ async def test_device_down_at_start_then_up_then_restarted(
     assert sum("unreachable" in m for m in msgs) == 2  # once per outage, not per attempt
     assert sum("recovered" in m for m in msgs) == 2
     assert collector.counters.connects == 2
+    record = pipeline.supervisor.records["modbus:m1"]
+    assert record.restarts == 0  # recovered inside the task: nothing crashed, nothing dead
+    assert record.state == "cancelled"  # ended by the shutdown, not by an error
     assert pipeline.dsp.status()["gaps"] == {"m1_vib": 1}  # the restart broke the stream once
 
 

@@ -181,3 +181,10 @@ nodes = [{ channel = "x_temp", namespace_uri = "urn:x", node_id = "s=T1" }]
     )
     assert main(["check-config", str(f)]) == 2
     assert "devices.opcua.plc: the OPC UA collector is not available" in capsys.readouterr().err
+
+
+def test_tag_unit_must_match_its_channel(tmp_path: Path) -> None:
+    text = plant_toml(5020, tmp_path, units=1).replace(
+        'type = "float32"\n', 'type = "float32"\nunit = "degF"\n', 1)
+    assert errors_of(text, tmp_path) == [
+        ("devices.modbus.m1.tags.0.unit", "'degF' differs from channel 'm1_temp' unit 'degC'")]

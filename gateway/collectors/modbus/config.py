@@ -49,6 +49,9 @@ class ModbusTag(StrictModel):
     length: int = Field(0, ge=0, le=125)
     scale: float = 1.0
     offset: float = 0.0
+    #: unit of the scaled value; when given it must be the channel's unit (a guard against
+    #: mapping a register to the wrong channel)
+    unit: str | None = None
     poll_group: str = "default"
 
     @property
