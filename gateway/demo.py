@@ -63,7 +63,7 @@ def demo_config_toml(port: int, state_dir: Path, sample_rate_hz: float = 5120.0)
         "[dsp]\nwindow = 4096\nhop = 2048\n",
         '[store]\nsynchronous = "NORMAL"\n',
     ]
-    for unit, (asset, desc, _) in enumerate(DEMO_MACHINES, start=1):
+    for unit, (asset, desc, spec) in enumerate(DEMO_MACHINES, start=1):
         parts.append(f"""
 [channels.{asset}_vib]
 kind = "vibration"
@@ -75,6 +75,12 @@ kind = "temperature"
 [assets.{asset}]
 description = "{desc}"
 channels = ["{asset}_vib", "{asset}_temp"]
+shaft_speed_hz = {spec.shaft_hz}
+
+[assets.{asset}.bearing]
+balls = {spec.bearing.balls}
+ball_diameter_mm = {spec.bearing.ball_diameter_mm}
+pitch_diameter_mm = {spec.bearing.pitch_diameter_mm}
 
 [devices.modbus.{asset}]
 host = "127.0.0.1"
@@ -115,8 +121,8 @@ class LiveView:
         states = {c.device_id: c.state for c in pipeline.collectors}
         lines = [
             f"pdm-gateway demo  t={elapsed_s:6.1f}s   (Ctrl-C to stop)",
-            f"{'asset':8} {'device':12} {'vib RMS g':>10} {'peak g':>8} {'crest':>6} "
-            f"{'kurt':>6} {'temp C':>7} {'dT/min':>7}  about",
+            f"{'asset':8} {'device':12} {'RMS g':>7} {'v mm/s':>7} {'crest':>6} {'kurt':>6} "
+            f"{'1x g':>6} {'BPFO g':>7} {'temp C':>7} {'dT/min':>7}  about",
         ]
         for asset, a in self.cfg.assets.items():
             vib = self.latest.get(f"{asset}_vib")
@@ -124,9 +130,10 @@ class LiveView:
             v = vib.as_dict() if vib else {}
             t = tmp.as_dict() if tmp else {}
             lines.append(
-                f"{asset:8} {states.get(asset, '-'):12} {v.get('rms', nan):10.4f} "
-                f"{v.get('peak', nan):8.3f} {v.get('crest_factor', nan):6.2f} "
-                f"{v.get('kurtosis', nan):6.2f} {t.get('value', nan):7.2f} "
+                f"{asset:8} {states.get(asset, '-'):12} {v.get('rms', nan):7.4f} "
+                f"{v.get('velocity_rms', nan):7.2f} {v.get('crest_factor', nan):6.2f} "
+                f"{v.get('kurtosis', nan):6.2f} {v.get('order_1x_amp', nan):6.3f} "
+                f"{v.get('env_bpfo_amp', nan):7.4f} {t.get('value', nan):7.2f} "
                 f"{t.get('rate_per_min', nan):7.2f}  {a.description}"
             )
         written = pipeline.store.written if pipeline.store else 0
