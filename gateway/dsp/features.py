@@ -40,7 +40,7 @@ def time_domain(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     """
     x = np.asarray(x, dtype=np.float32)
     n = np.float32(x.shape[1])
-    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    mean = x.mean(axis=1)  # float32, pairwise summation
     d = x - mean[:, None]
     d2 = d * d
     m2 = d2.sum(axis=1) / n
