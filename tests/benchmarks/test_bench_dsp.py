@@ -4,8 +4,6 @@ per-channel float64 implementation with ``scipy.signal.hilbert``, all in the sam
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.fft
 from scipy import signal
@@ -13,17 +11,9 @@ from scipy import signal
 from gateway.config.plant import Asset, Bearing, Channel
 from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
+from tests.benchmarks.timing import best_of
 
 FS, N, HOP, CHANNELS = 25_600.0, 4096, 2048, 64
-
-
-def best(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def naive(x: np.ndarray, shaft: float, orders: dict[str, float]) -> list[float]:
@@ -53,10 +43,10 @@ def test_bench_full_features_vs_rfft_and_naive() -> None:
     rng = np.random.default_rng(0)
     windows = rng.standard_normal((CHANNELS, N)).astype(np.float32)
 
-    t_ours = best(lambda: ex.compute(windows))
-    t_fft = best(lambda: scipy.fft.rfft(windows, axis=1, workers=1))
+    t_ours = best_of(lambda: ex.compute(windows))
+    t_fft = best_of(lambda: scipy.fft.rfft(windows, axis=1, workers=1))
     orders = ex.plan.bearing_orders or {}
-    t_naive = best(lambda: [naive(w, 24.75, orders) for w in windows], repeat=2)
+    t_naive = best_of(lambda: [naive(w, 24.75, orders) for w in windows], repeat=2)
     # one window per channel covers HOP new samples: channels per core in real time
     per_core = CHANNELS * HOP / FS / t_ours
     print(

@@ -6,8 +6,6 @@ Nothing here asserts a time: the printed ratios are the result. Single process, 
 from __future__ import annotations
 
 import struct
-import time
-from collections.abc import Callable
 
 import numpy as np
 import scipy.fft
@@ -16,17 +14,9 @@ from gateway.collectors.modbus.decode import decode_values
 from gateway.core.records import SampleBlock
 from gateway.dsp.features import time_domain
 from gateway.dsp.framing import Framer
+from tests.benchmarks.timing import best_of
 
 FS = 25_600.0
-
-
-def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def report(name: str, ours: float, base: float, base_name: str, extra: str = "") -> None:
