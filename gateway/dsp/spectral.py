@@ -226,7 +226,10 @@ class SpectralPlan:
                     if shaft
                     else np.full((k, 3), np.nan, dtype=np.float32)
                 )
-            env_amp, env_rms, env_freqs = self._envelope(spec, mag2)
+            # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
+            # the envelope would carry the window's shape instead of the signal's modulation
+            raw = scipy.fft.rfft(x, axis=1, workers=1)
+            env_amp, env_rms, env_freqs = self._envelope(raw, mag2)
             out.append(env_rms[:, None])
             if self.has_speed and self.bearing_orders:
                 if shaft:
@@ -282,10 +285,8 @@ class SpectralPlan:
         base = np.zeros((k, m), dtype=np.complex64)
         cols = np.minimum(i0[:, None] + np.arange(width)[None, :], spec.shape[1] - 1)
         base[:, :width] = np.take_along_axis(spec, cols, axis=1)
-        # ifft's 1/m and the window's gain: envelope in the signal's unit
-        env = np.abs(scipy.fft.ifft(base, axis=1, workers=1)) * np.float32(
-            2.0 * m / float(np.sum(self.w))
-        )
+        # a carrier a cos(w t) gives |X| = a N / 2 in the unwindowed band; ifft divides by m
+        env = np.abs(scipy.fft.ifft(base, axis=1, workers=1)) * np.float32(2.0 * m / self.n)
         env = env.astype(np.float32)
         env -= env.mean(axis=1, keepdims=True)
         env_rms = np.sqrt(np.mean(env * env, axis=1))

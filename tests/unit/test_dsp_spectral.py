@@ -132,3 +132,19 @@ def test_one_x_rises_with_imbalance() -> None:
         ]
 
     assert one_x(0.0) < one_x(5.0) < one_x(9.0)
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.2, 0.5])
+def test_envelope_levels_of_an_amplitude_modulated_carrier(depth: float) -> None:
+    """(1 + d cos(2 pi fm t)) cos(2 pi 5 kHz t): envelope RMS d / sqrt(2), the line at fm ~ d
+    (within the Hann window's scalloping, <= 1.4 dB), and none for a steady carrier."""
+    shaft = 25.0
+    plan = SpectralPlan(
+        FS, N, envelope_band=(4000.0, 6000.0), shaft_hz=shaft, bearing_orders=ORDERS
+    )
+    t = np.arange(N) / FS
+    fm = ORDERS["bpfo"] * shaft
+    x = (1 + depth * np.cos(2 * np.pi * fm * t)) * np.cos(2 * np.pi * 5000.0 * t)
+    out = feats(plan, x)
+    assert out["envelope_rms"] == pytest.approx(depth / math.sqrt(2), abs=0.005)
+    assert out["env_bpfo_amp"] == pytest.approx(depth, rel=0.16, abs=0.005)
