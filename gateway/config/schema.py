@@ -129,8 +129,46 @@ def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
                 )
             else:
                 owner[ch] = name
-        if a.speed_channel is not None and a.speed_channel not in cfg.channels:
-            errors.append((f"assets.{name}.speed_channel", f"unknown channel {a.speed_channel!r}"))
+        if a.speed_channel is not None:
+            sc = cfg.channels.get(a.speed_channel)
+            if sc is None:
+                errors.append(
+                    (f"assets.{name}.speed_channel", f"unknown channel {a.speed_channel!r}")
+                )
+            elif sc.kind != "speed" or sc.unit not in ("Hz", "rpm"):
+                errors.append(
+                    (
+                        f"assets.{name}.speed_channel",
+                        f"{a.speed_channel!r} must be a speed channel in Hz or rpm",
+                    )
+                )
+    for name, dev in cfg.devices.modbus.items():
+        for i, w in enumerate(dev.waveforms):
+            fs = cfg.channels[w.channel].sample_rate_hz if w.channel in cfg.channels else None
+            if fs and w.period_s * fs > w.ring_length / 2:
+                errors.append(
+                    (
+                        f"devices.modbus.{name}.waveforms.{i}.period_s",
+                        f"{w.period_s} s fills {w.period_s * fs:.0f} of the "
+                        f"{w.ring_length}-sample ring: poll at least every "
+                        f"{w.ring_length / 2 / fs:.3g} s (half the ring) to lose nothing",
+                    )
+                )
+    bands = [("dsp.velocity_band_hz", cfg.dsp.velocity_band_hz)]
+    if cfg.dsp.envelope_band_hz:
+        bands.append(("dsp.envelope_band_hz", cfg.dsp.envelope_band_hz))
+    for ch, c in cfg.channels.items():
+        if c.sample_rate_hz is None:
+            continue
+        for key, (_, hi) in bands:
+            if hi > c.sample_rate_hz / 2:  # (energy bands past Nyquist are simply empty)
+                errors.append(
+                    (
+                        key,
+                        f"upper edge {hi} Hz is above channel {ch!r}'s Nyquist "
+                        f"frequency {c.sample_rate_hz / 2} Hz",
+                    )
+                )
     for ch in cfg.channels:
         if ch not in owner:
             errors.append(

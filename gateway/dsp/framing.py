@@ -81,5 +81,5 @@ class Framer:
         self._buf = self._buf[consumed:].copy()
         self._buf_seq += consumed
         self._buf_ts_ns += round(consumed / self._fs * 1e9)
-        self._quality = block.quality
+        # the leftover may still hold samples of a worse block: keep the worst until a restart
         return out

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
 BATCH = 64
+#: units a speed channel may use, as factors to Hz (checked at config load)
+SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
 
 class DspProcessor:
@@ -54,9 +56,11 @@ class DspProcessor:
             for c, ch in channels.items()
             if ch.is_waveform
         }
-        self.speed_channel = {
-            a.speed_channel: name for name, a in assets.items() if a.speed_channel
-        }
+        #: speed channel -> the assets it gives the shaft speed of (machines may share a shaft)
+        self.speed_of: dict[str, list[str]] = {}
+        for name, a in assets.items():
+            if a.speed_channel:
+                self.speed_of.setdefault(a.speed_channel, []).append(name)
         self.shaft_hz: dict[str, float] = {}  # measured speed per asset
         self._last: dict[str, Reading] = {}
 
@@ -100,12 +104,13 @@ class DspProcessor:
     def _reading(self, r: Reading) -> FeatureFrame:
         prev = self._last.get(r.channel)
         rate = 0.0
-        if prev is not None and r.source_ts_ns > prev.source_ts_ns and prev.quality != Quality.BAD:
+        if prev is not None and r.source_ts_ns > prev.source_ts_ns:  # _last holds no Bad values
             rate = (r.value - prev.value) / ((r.source_ts_ns - prev.source_ts_ns) / 60e9)
         if r.quality != Quality.BAD:
             self._last[r.channel] = r
-            if r.channel in self.speed_channel and r.value > 0:
-                self.shaft_hz[self.speed_channel[r.channel]] = r.value
+            if r.value > 0:
+                for asset in self.speed_of.get(r.channel, ()):
+                    self.shaft_hz[asset] = r.value * SPEED_TO_HZ[self.channels[r.channel].unit]
         ch = self.channels[r.channel]
         return FeatureFrame(
             self.asset_of[r.channel],

@@ -137,10 +137,11 @@ class Pipeline:
         except TimeoutError:
             complete = False
             left = len(self.samples) + len(self.records)
+            left += self.store.pending if self.store else 0
             log.warning(
                 "shutdown deadline (%.1fs) passed: %d queued item(s) not processed", deadline, left
             )
-            rest = [t for t in (self._dsp_task, self._store_task) if t is not None]
+            rest = [t for t in (*self._collector_tasks, self._dsp_task, self._store_task) if t]
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)

@@ -17,4 +17,3 @@ class StoreConfig(StrictModel):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     batch_max: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(1.0, gt=0, le=60)
-    max_bytes: int = Field(1 << 30, ge=1 << 20)

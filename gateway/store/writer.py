@@ -37,6 +37,11 @@ class StoreWriter:
         self.write_errors = 0
         self._failing = False
 
+    @property
+    def pending(self) -> int:
+        """Records taken from the queue but not yet committed."""
+        return len(self._pending)
+
     def status(self) -> dict[str, object]:
         return {
             "written": self.written,

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from gateway.collectors.modbus.collector import ModbusCollector
-from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, PollGroup
+from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, ModbusWaveform, PollGroup
 from gateway.config.plant import Channel
 from gateway.core.clock import FakeClock, SystemClock
 from gateway.core.configbase import Backoff
@@ -185,3 +185,36 @@ async def test_one_silent_device_does_not_delay_another(port: int) -> None:
     assert cols[1].counters.disconnects == 0
     assert cols[1].counters.late_polls == 0  # never held up by the other device
     assert cols[0].counters.disconnects >= 2
+
+
+async def test_a_wrong_ring_address_is_counted_and_tags_keep_flowing(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from simulators import modbus_map as M
+
+    caplog.set_level(logging.INFO, logger="gateway")
+    sim = Sim([Machine(small_spec("m1"), seed=1)], port)
+    await sim.start()
+    bad_ring = ModbusWaveform(
+        channel="v",
+        ring_address=M.register_count(1) + 10,
+        ring_length=1024,
+        sequence_address=M.CHANNEL_HEADER_BASE,
+        scale=0.001,
+        period_s=0.05,
+    )
+    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
+    channels = {**CHANNELS, "v": Channel(kind="vibration", sample_rate_hz=5120)}
+    col = ModbusCollector("d", device(port, waveforms=[bad_ring]), channels, q, SystemClock())
+    task = asyncio.create_task(col.run())
+    try:
+        for _ in range(5):  # temperatures keep arriving while every ring read fails
+            await next_reading(q, Quality.GOOD)
+        while col.counters.permanent_errors < 3:
+            await next_reading(q, Quality.GOOD)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await sim.stop()
+    assert col.counters.disconnects == 0
+    assert sum("waveform v not available" in r.getMessage() for r in caplog.records) == 1

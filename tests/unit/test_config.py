@@ -185,6 +185,38 @@ nodes = [{ channel = "x_temp", namespace_uri = "urn:x", node_id = "s=T1" }]
 
 def test_tag_unit_must_match_its_channel(tmp_path: Path) -> None:
     text = plant_toml(5020, tmp_path, units=1).replace(
-        'type = "float32"\n', 'type = "float32"\nunit = "degF"\n', 1)
+        'type = "float32"\n', 'type = "float32"\nunit = "degF"\n', 1
+    )
     assert errors_of(text, tmp_path) == [
-        ("devices.modbus.m1.tags.0.unit", "'degF' differs from channel 'm1_temp' unit 'degC'")]
+        ("devices.modbus.m1.tags.0.unit", "'degF' differs from channel 'm1_temp' unit 'degC'")
+    ]
+
+
+def test_waveform_ring_checks(tmp_path: Path) -> None:
+    base = plant_toml(5020, tmp_path, units=1)
+    text = base.replace("ring_length = 8192", "ring_length = 6000")
+    assert errors_of(text, tmp_path) == [
+        ("devices.modbus.m1.waveforms.0", "ring_length must be a power of two")
+    ]
+    text = base.replace("period_s = 0.1\n", "period_s = 1.0\n")  # 5120 samples into 8192
+    ((path, reason),) = errors_of(text, tmp_path)
+    assert path == "devices.modbus.m1.waveforms.0.period_s"
+    assert "poll at least every 0.8 s" in reason
+
+
+def test_bands_above_nyquist_and_speed_channel_kind(tmp_path: Path) -> None:
+    text = plant_toml(5020, tmp_path, units=1).replace(
+        "[dsp]\n", "[dsp]\nenvelope_band_hz = [2000.0, 4000.0]\n"
+    )
+    assert errors_of(text, tmp_path) == [
+        (
+            "dsp.envelope_band_hz",
+            "upper edge 4000.0 Hz is above channel 'm1_vib''s Nyquist frequency 2560.0 Hz",
+        )
+    ]
+    text = plant_toml(5020, tmp_path, units=1).replace(
+        "[assets.m1]\n", '[assets.m1]\nspeed_channel = "m1_temp"\n'
+    )
+    assert errors_of(text, tmp_path) == [
+        ("assets.m1.speed_channel", "'m1_temp' must be a speed channel in Hz or rpm")
+    ]

@@ -62,3 +62,18 @@ def test_order_features_follow_the_speed_channel() -> None:
     later = p.process([SampleBlock("v", 0, 0, FS, x[512:], 512)])
     assert later[0].as_dict()["order_1x_amp"] > 0.3
     assert "env_bpfo_amp" in names
+
+
+def test_a_speed_channel_in_rpm_shared_by_two_assets() -> None:
+    ch = {
+        "v1": Channel(kind="vibration", sample_rate_hz=FS),
+        "v2": Channel(kind="vibration", sample_rate_hz=FS),
+        "rpm": Channel(kind="speed", unit="rpm"),
+    }
+    assets = {
+        "motor": Asset(channels=["v1", "rpm"], speed_channel="rpm"),
+        "pump": Asset(channels=["v2"], speed_channel="rpm"),
+    }
+    p = DspProcessor(CFG, ch, assets, now_ns=lambda: 0)
+    p.process([Reading("rpm", 1, 1, 1500.0)])
+    assert p.shaft_hz == {"motor": 25.0, "pump": 25.0}

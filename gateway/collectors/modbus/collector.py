@@ -30,6 +30,7 @@ from gateway.core.clock import Clock
 from gateway.core.errors import DeviceBusyError, PermanentError, TransientError
 from gateway.core.records import Quality, Reading, SampleBlock
 from gateway.runtime.queues import BoundedQueue
+from gateway.runtime.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 STATES = ("connecting", "connected", "unreachable")
@@ -107,6 +108,7 @@ class ModbusCollector:
         self.breaker = "closed"  # closed | open | half-open
         self._bad_requests: set[tuple[int, int]] = set()
         self._busy_logged = False
+        self._overrun_log = RateLimitedLog(log, interval_s=60.0)
         period = {t.channel: cfg.poll_groups[t.poll_group].period_s for t in cfg.tags}
         self._stale_limit = {c: p * cfg.stale_after_periods for c, p in period.items()}
         self._last_ok: dict[str, tuple[float, float]] = {}  # channel -> (monotonic s, value)
@@ -148,6 +150,8 @@ class ModbusCollector:
                     self._set_unreachable(str(exc))
                     self.changed.set()
                     await self.clock.sleep(self._connect_delay())
+                    if self.breaker == "open":
+                        self.breaker = "half-open"  # the next attempt is the probe
                     continue
                 self.counters.connects += 1
                 self.changed.set()
@@ -170,7 +174,7 @@ class ModbusCollector:
         self._failed_attempts += 1
         if self._failed_attempts < self.cfg.breaker_threshold:
             return self.cfg.reconnect.delay(attempt, self.rand())
-        if self.breaker != "open":
+        if self.breaker == "closed":
             self.counters.breaker_opens += 1
             log.warning(
                 "device %s: circuit open after %d failed connects; probing every %.0fs",
@@ -367,10 +371,23 @@ class ModbusCollector:
         cur = self._cursors[w.channel]
         deadline = self.clock.monotonic()
         while True:
+            key = (w.function, w.ring_address)
             try:
                 block = await self._read_ring(w, cur, fs)
             except DeviceBusyError:
                 block = None  # the ring keeps the samples: the next poll reads them
+            except PermanentError as exc:  # a wrong address: count, log once, keep polling
+                block = None
+                self.counters.permanent_errors += 1
+                if key not in self._bad_requests:
+                    self._bad_requests.add(key)
+                    log.error(
+                        "device %s: %s; waveform %s not available", self.device_id, exc, w.channel
+                    )
+            else:
+                if key in self._bad_requests:
+                    self._bad_requests.discard(key)
+                    log.info("device %s: waveform %s readable again", self.device_id, w.channel)
             if block is not None:
                 await self.out.put(block)
             deadline = await self._next_period(w.period_s, deadline)
@@ -381,6 +398,7 @@ class ModbusCollector:
         raw_counter = decode_uint32(
             [int(r) for r in await self._read(w.function, w.sequence_address, 2)], w.sequence_order
         )
+        counter_ts = self.clock.now_ns()  # sample counter - 1 was taken about now
         if not cur.update(raw_counter) and cur.next_index is not None:
             log.warning(
                 "device %s: %s stream restarted (counter went back)", self.device_id, w.channel
@@ -392,6 +410,12 @@ class ModbusCollector:
             lost = counter - w.ring_length - start
             self.counters.overruns += 1
             self.counters.samples_lost += lost
+            self._overrun_log.warning(
+                "device %s: %s ring overrun, %d samples lost (poll faster or enlarge the ring)",
+                self.device_id,
+                w.channel,
+                lost,
+            )
             start = counter - w.ring_length
         n = counter - start
         if n <= 0:
@@ -417,7 +441,6 @@ class ModbusCollector:
         cur.next_index = counter
         if regs.shape[0] == 0:
             return None
-        now = self.clock.now_ns()
         samples = decode_waveform(regs, w.sample_type, w.scale, w.offset)
-        source_ts = now - round((counter - start) / fs * 1e9)
-        return SampleBlock(w.channel, source_ts, now, fs, samples, start)
+        source_ts = counter_ts - round((counter - start) / fs * 1e9)
+        return SampleBlock(w.channel, source_ts, self.clock.now_ns(), fs, samples, start)

@@ -95,6 +95,10 @@ class ModbusWaveform(StrictModel):
     def _check(self) -> Self:
         if self.ring_address + self.ring_length > 65536:
             raise ValueError("ring runs past register 65535")
+        if self.ring_length & (self.ring_length - 1):
+            # with a power of two, k % ring_length is the same for the device's uint32 counter
+            # and for the gateway's unwrapped one, whenever the gateway starts
+            raise ValueError("ring_length must be a power of two")
         seq = range(self.sequence_address, self.sequence_address + 2)
         ring = range(self.ring_address, self.ring_address + self.ring_length)
         if seq.start < ring.stop and ring.start < seq.stop:

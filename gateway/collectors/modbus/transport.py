@@ -110,7 +110,11 @@ class ModbusTransport:
         client = AsyncModbusTcpClient(
             cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
         )
-        await self._open(client)
+        try:
+            await self._open(client)
+        except BaseException:  # including cancellation: never leak the socket
+            client.close()
+            raise
         self._client = client
 
     @staticmethod
