@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from gateway.dsp.bearing import defect_orders
+
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
@@ -47,18 +49,9 @@ class BearingGeometry:
 
     def orders(self) -> dict[str, float]:
         """Defect frequencies as multiples of shaft speed: BPFO, BPFI, BSF, FTF."""
-        r = (
-            self.ball_diameter_mm
-            / self.pitch_diameter_mm
-            * math.cos(math.radians(self.contact_angle_deg))
+        return defect_orders(
+            self.balls, self.ball_diameter_mm, self.pitch_diameter_mm, self.contact_angle_deg
         )
-        n = self.balls
-        return {
-            "bpfo": n / 2 * (1 - r),
-            "bpfi": n / 2 * (1 + r),
-            "bsf": self.pitch_diameter_mm / (2 * self.ball_diameter_mm) * (1 - r * r),
-            "ftf": 0.5 * (1 - r),
-        }
 
     def bpfo(self, shaft_hz: float) -> float:
         return self.orders()["bpfo"] * shaft_hz

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from gateway.config.plant import Asset, Channel
 from gateway.dsp import features as F
+from gateway.dsp.bearing import defect_orders
 from gateway.dsp.config import DspConfig
 from gateway.dsp.spectral import SpectralPlan, log_bands
 
@@ -21,13 +22,7 @@ def bearing_orders(asset: Asset | None) -> dict[str, float] | None:
     if asset is None or asset.bearing is None:
         return None
     b = asset.bearing
-    r = b.ball_diameter_mm / b.pitch_diameter_mm * float(np.cos(np.radians(b.contact_angle_deg)))
-    return {
-        "bpfo": b.balls / 2 * (1 - r),
-        "bpfi": b.balls / 2 * (1 + r),
-        "bsf": b.pitch_diameter_mm / (2 * b.ball_diameter_mm) * (1 - r * r),
-        "ftf": 0.5 * (1 - r),
-    }
+    return defect_orders(b.balls, b.ball_diameter_mm, b.pitch_diameter_mm, b.contact_angle_deg)
 
 
 class ChannelExtractor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ class StageRecord:
     task: asyncio.Task[None] | None = None
     state: str = "starting"  # running | backoff | finished | cancelled
     restarts: int = 0
-    delays: list[float] = field(default_factory=list)
+    delays: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # the latest
     last_error: str = ""
 
 

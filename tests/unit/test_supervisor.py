@@ -40,7 +40,7 @@ async def test_crashing_stage_is_restarted_with_growing_backoff(
     rec = sup.records["flaky"]
     assert stage.calls == 6
     assert rec.restarts == 5
-    assert rec.delays == [0.5, 1.0, 2.0, 4.0, 4.0]  # doubles, capped at max_s
+    assert list(rec.delays) == [0.5, 1.0, 2.0, 4.0, 4.0]  # doubles, capped at max_s
     assert rec.state == "finished"
     crashes = [r for r in caplog.records if "crashed" in r.getMessage()]
     assert len(crashes) == 5
@@ -53,7 +53,7 @@ async def test_backoff_resets_after_a_healthy_run() -> None:
     sup = Supervisor(clock, NO_JITTER, healthy_after_s=10)
     stage = Flaky(3, clock, run_time_s=20.0)  # each run lasts 20 s before crashing
     await sup.start(stage)
-    assert sup.records["flaky"].delays == [0.5, 0.5, 0.5]
+    assert list(sup.records["flaky"].delays) == [0.5, 0.5, 0.5]
 
 
 async def test_jitter_stays_within_bounds() -> None:
