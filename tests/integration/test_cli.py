@@ -41,9 +41,16 @@ def simulator() -> Iterator[int]:
     proc = spawn("simulate", "--modbus-port", str(port), "--machines", "2")
     assert proc.stdout is not None
     lines_until(proc.stdout, "listening on", [])
-    yield port
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    try:
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0
 
 
 def test_run_then_sigterm_drains_and_exits_zero(simulator: int, tmp_path: Path) -> None:
@@ -52,9 +59,14 @@ def test_run_then_sigterm_drains_and_exits_zero(simulator: int, tmp_path: Path) 
     proc = spawn("run", str(cfg), "--log-format", "json")
     assert proc.stderr is not None
     seen: list[str] = []
-    lines_until(proc.stderr, "first", seen)  # "store: first N record(s) written"
-    proc.send_signal(signal.SIGTERM)
-    _, rest = proc.communicate(timeout=60)
+    try:
+        lines_until(proc.stderr, "first", seen)  # "store: first N record(s) written"
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a hung gateway must not outlive the test
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, rest
     log = "".join(seen) + rest
     assert '"msg": "gateway stopped (drained)' in log
