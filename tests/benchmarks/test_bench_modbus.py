@@ -22,7 +22,7 @@ from gateway.demo import free_port
 from gateway.runtime.queues import BoundedQueue
 from simulators import modbus_map as M
 
-READS = 400  # 125-register reads per device
+READS = 1000  # 125-register reads per device
 
 
 async def bare(port: int, unit: int) -> None:

@@ -152,9 +152,9 @@ class ModbusTransport:
             else:
                 rr = await self._call(client, function, address, count, unit)
         _raise_if_cancelling()
-        if rr.isError() and getattr(rr, "exception_code", None) in BUSY_CODES:
-            raise DeviceBusyError(f"function {function} at {address}: device busy")
         if rr.isError():
+            if getattr(rr, "exception_code", None) in BUSY_CODES:
+                raise DeviceBusyError(f"function {function} at {address}: device busy")
             raise PermanentError(f"function {function} at {address} x{count}: device answered {rr}")
         values: Sequence[int] | Sequence[bool] = (
             rr.bits[:count] if function in (1, 2) else rr.registers
