@@ -64,7 +64,8 @@ def demo_config_toml(port: int, state_dir: Path, sample_rate_hz: float = 5120.0)
         '[store]\nsynchronous = "NORMAL"\n',
     ]
     for unit, (asset, desc, spec) in enumerate(DEMO_MACHINES, start=1):
-        parts.append(f"""
+        parts.append(
+            f"""
 [channels.{asset}_vib]
 kind = "vibration"
 sample_rate_hz = {sample_rate_hz}
@@ -82,26 +83,17 @@ balls = {spec.bearing.balls}
 ball_diameter_mm = {spec.bearing.ball_diameter_mm}
 pitch_diameter_mm = {spec.bearing.pitch_diameter_mm}
 
-[devices.modbus.{asset}]
-host = "127.0.0.1"
-port = {port}
-unit_id = {unit}
-timeout_s = 2.0
-
-[[devices.modbus.{asset}.tags]]
-channel = "{asset}_temp"
-function = 4
-address = 2
-type = "float32"
-
-[[devices.modbus.{asset}.waveforms]]
-channel = "{asset}_vib"
-ring_address = {M.ring_address(0)}
-ring_length = {M.RING_LENGTH}
-sequence_address = {M.CHANNEL_HEADER_BASE}
-scale = {M.SCALES["vibration"]}
-period_s = 0.25
-""")
+"""
+            + M.device_toml(
+                asset,
+                port,
+                unit,
+                f"{asset}_vib",
+                f"{asset}_temp",
+                period_s=0.25,
+                settings="timeout_s = 2.0",
+            )
+        )
     return "\n".join(parts)
 
 

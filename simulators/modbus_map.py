@@ -6,10 +6,13 @@ read the same registers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pymodbus.client.mixin import ModbusClientMixin
+
+from gateway.collectors.modbus.config import ModbusWaveform
 
 _DT = ModbusClientMixin.DATATYPE
 
@@ -113,3 +116,44 @@ def describe(channels: list[tuple[str, str, str, float]]) -> str:
             f"registers {a}..{a + RING_LENGTH - 1}"
         )
     return "\n".join(rows)
+
+
+def ring_waveform(channel: str, c: int = 0, **overrides: Any) -> ModbusWaveform:
+    """The collector config that reads waveform channel ``c``'s ring of this map."""
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "ring_address": ring_address(c),
+        "ring_length": RING_LENGTH,
+        "sequence_address": CHANNEL_HEADER_BASE + CHANNEL_HEADER_SIZE * c,
+        "scale": SCALES["vibration"],
+    }
+    return ModbusWaveform.model_validate({**fields, **overrides})
+
+
+def device_toml(
+    device: str, port: int, unit: int, vib: str, temp: str, *, period_s: float, settings: str = ""
+) -> str:
+    """A ``[devices.modbus.<device>]`` table reading a simulated machine: ``temp`` from the
+    float32 temperature, ``vib`` from channel 0's ring polled every ``period_s``; ``settings``
+    are extra ``key = value`` lines for the device."""
+    w = ring_waveform(vib, period_s=period_s)
+    return f"""
+[devices.modbus.{device}]
+host = "127.0.0.1"
+port = {port}
+unit_id = {unit}
+{settings}
+[[devices.modbus.{device}.tags]]
+channel = "{temp}"
+function = 4
+address = 2
+type = "float32"
+
+[[devices.modbus.{device}.waveforms]]
+channel = "{vib}"
+ring_address = {w.ring_address}
+ring_length = {w.ring_length}
+sequence_address = {w.sequence_address}
+scale = {w.scale}
+period_s = {w.period_s}
+"""

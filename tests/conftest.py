@@ -83,7 +83,8 @@ def plant_toml(
         "[runtime]\nshutdown_deadline_s = 10\nrestart = { initial_s = 0.05, max_s = 0.5 }\n",
     ]
     for u in range(1, units + 1):
-        parts.append(f"""
+        parts.append(
+            f"""
 [channels.m{u}_vib]
 kind = "vibration"
 sample_rate_hz = 5120
@@ -91,26 +92,20 @@ sample_rate_hz = 5120
 kind = "temperature"
 [assets.m{u}]
 channels = ["m{u}_vib", "m{u}_temp"]
-[devices.modbus.m{u}]
-host = "127.0.0.1"
-port = {port}
-unit_id = {u}
-timeout_s = 1.0
-reconnect = {{ initial_s = 0.05, max_s = 0.2 }}
-poll_groups = {{ default = {{ period_s = 0.2 }} }}
-[[devices.modbus.m{u}.tags]]
-channel = "m{u}_temp"
-function = 4
-address = 2
-type = "float32"
-[[devices.modbus.m{u}.waveforms]]
-channel = "m{u}_vib"
-ring_address = {M.ring_address(0)}
-ring_length = {M.RING_LENGTH}
-sequence_address = {M.CHANNEL_HEADER_BASE}
-scale = {M.SCALES["vibration"]}
-period_s = 0.1
-""")
+"""
+            + M.device_toml(
+                f"m{u}",
+                port,
+                u,
+                f"m{u}_vib",
+                f"m{u}_temp",
+                period_s=0.1,
+                settings=(
+                    "timeout_s = 1.0\nreconnect = { initial_s = 0.05, max_s = 0.2 }\n"
+                    "poll_groups = { default = { period_s = 0.2 } }"
+                ),
+            )
+        )
     return "\n".join(parts) + extra
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.collectors.modbus.collector import ModbusCollector
-from gateway.collectors.modbus.config import ModbusDevice, ModbusWaveform
+from gateway.collectors.modbus.config import ModbusDevice
 from gateway.collectors.modbus.decode import decode_waveform
 from gateway.config.plant import Channel
 from gateway.core.clock import SystemClock
@@ -41,15 +41,7 @@ async def ours(port: int, unit: int) -> None:
         host="127.0.0.1",
         port=port,
         unit_id=unit,
-        waveforms=[
-            ModbusWaveform(
-                channel="v",
-                ring_address=M.ring_address(0),
-                ring_length=M.RING_LENGTH,
-                sequence_address=M.CHANNEL_HEADER_BASE,
-                scale=0.001,
-            )
-        ],
+        waveforms=[M.ring_waveform("v")],
     )
     col = ModbusCollector(
         f"d{unit}",

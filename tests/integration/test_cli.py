@@ -118,8 +118,9 @@ def test_run_with_unwritable_store_exits_3(tmp_path: Path) -> None:
 
 
 def test_demo_shows_live_values() -> None:
-    proc = subprocess.run([*CLI, "demo", "--duration", "6"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*CLI, "demo", "--duration", "6"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().split("\n\n")[-1].splitlines()
     assert last[1].split()[:4] == ["asset", "device", "RMS", "g"]

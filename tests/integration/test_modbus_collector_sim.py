@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gateway.collectors.modbus.collector import ModbusCollector
-from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, ModbusWaveform, PollGroup
+from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, PollGroup
 from gateway.config.plant import Channel
 from gateway.core.clock import FakeClock
 from gateway.core.records import Quality, Reading, SampleBlock
@@ -100,16 +100,7 @@ async def test_ring_overrun_is_a_counted_gap_never_stitched(port: int) -> None:
     cfg = ModbusDevice(
         host="127.0.0.1",
         port=port,
-        waveforms=[
-            ModbusWaveform(
-                channel="v",
-                ring_address=M.ring_address(0),
-                ring_length=M.RING_LENGTH,
-                sequence_address=M.CHANNEL_HEADER_BASE,
-                scale=0.001,
-                period_s=10.0,
-            )
-        ],
+        waveforms=[M.ring_waveform("v", period_s=10.0)],
     )
     q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 1000)
     col = ModbusCollector(

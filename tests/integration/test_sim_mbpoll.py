@@ -51,20 +51,30 @@ class Result:
 def mbpoll_path() -> str:
     path = shutil.which("mbpoll")
     if path is None:
-        pytest.fail("mbpoll is not installed: run tests/setup-system-deps.sh "
-                    "(or apt-get install mbpoll)", pytrace=False)
+        pytest.fail(
+            "mbpoll is not installed: run tests/setup-system-deps.sh (or apt-get install mbpoll)",
+            pytrace=False,
+        )
     return path
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     def spec(name: str, ambient_c: float, shaft_hz: float) -> MachineSpec:
-        return MachineSpec(name=name, vibration_channels=1, vibration_rate_hz=RATE_HZ,
-                           acoustic_rate_hz=0, ambient_c=ambient_c, shaft_hz=shaft_hz)
+        return MachineSpec(
+            name=name,
+            vibration_channels=1,
+            vibration_rate_hz=RATE_HZ,
+            acoustic_rate_hz=0,
+            ambient_c=ambient_c,
+            shaft_hz=shaft_hz,
+        )
 
     clock = FakeClock()
-    plant = Plant([Machine(spec("m1", 21.37, 24.75), seed=1),
-                   Machine(spec("m2", 3.5, 29.5), seed=2)], clock=clock)
+    plant = Plant(
+        [Machine(spec("m1", 21.37, 24.75), seed=1), Machine(spec("m2", 3.5, 29.5), seed=2)],
+        clock=clock,
+    )
     server = MachineModbusServer(plant.machines, port=free_port())
     await server.start()
     plant.publishers.append(server)
@@ -78,8 +88,20 @@ async def rig() -> AsyncIterator[Rig]:
 async def mbpoll(rig: Rig, *args: str, unit: int = 1) -> Result:
     """Run mbpoll once against the simulator; the server keeps serving on this loop meanwhile."""
     proc = await asyncio.create_subprocess_exec(
-        mbpoll_path(), "-1", "-0", "-o", "2", "-p", str(rig.server.port), "-a", str(unit), *args,
-        "127.0.0.1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        mbpoll_path(),
+        "-1",
+        "-0",
+        "-o",
+        "2",
+        "-p",
+        str(rig.server.port),
+        "-a",
+        str(unit),
+        *args,
+        "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(30):
             out, err = await proc.communicate()

@@ -32,8 +32,7 @@ TICK_S = 0.1
 
 
 def make_machine(name: str = "m1", seed: int = 1) -> Machine:
-    return Machine(MachineSpec(name=name, vibration_rate_hz=5120, acoustic_rate_hz=8000),
-                   seed=seed)
+    return Machine(MachineSpec(name=name, vibration_rate_hz=5120, acoustic_rate_hz=8000), seed=seed)
 
 
 class Handler:
@@ -110,17 +109,16 @@ async def test_browse_paths_and_scalars(sim: tuple[MachineOpcUaServer, Plant, Fa
                 dv = await wf.read_data_value()
                 assert dv.StatusCode.is_good()
                 assert dv.SourceTimestamp is not None
-                np.testing.assert_array_equal(np.asarray(dv.Value.Value, np.float32),
-                                              block.samples)
+                np.testing.assert_array_equal(np.asarray(dv.Value.Value, np.float32), block.samples)
                 first = await (await child(client, uri, name, ch, "FirstIndex")).read_value()
                 assert first == block.first_index == 0
-                assert await (await child(client, uri, name, ch, "SampleRate")).read_value() \
-                    == rate
+                assert await (await child(client, uri, name, ch, "SampleRate")).read_value() == rate
                 assert await (await child(client, uri, name, ch, "Unit")).read_value() == unit
 
 
 async def test_waveform_subscription_is_contiguous(
-        sim: tuple[MachineOpcUaServer, Plant, FakeClock]) -> None:
+    sim: tuple[MachineOpcUaServer, Plant, FakeClock],
+) -> None:
     server, plant, clock = sim
     async with connected(server.endpoint) as client:
         wf = await child(client, server.namespace_uri, "m1", "vib0", "Waveform")
@@ -160,7 +158,8 @@ async def test_waveform_subscription_is_contiguous(
 
 
 async def test_restart_drops_sessions_and_serves_again(
-        sim: tuple[MachineOpcUaServer, Plant, FakeClock]) -> None:
+    sim: tuple[MachineOpcUaServer, Plant, FakeClock],
+) -> None:
     server, plant, clock = sim
     await step(plant, clock)
     async with connected(server.endpoint) as old:
@@ -182,8 +181,7 @@ async def test_restart_drops_sessions_and_serves_again(
         # the same address space, still holding the values published before the restart
         block = plant.last[0].blocks[0]  # type: ignore[union-attr]
         wf = await child(new, server.namespace_uri, "m1", "vib0", "Waveform")
-        np.testing.assert_array_equal(np.asarray(await wf.read_value(), np.float32),
-                                      block.samples)
+        np.testing.assert_array_equal(np.asarray(await wf.read_value(), np.float32), block.samples)
         temp = await child(new, server.namespace_uri, "m1", "Temperature")
         assert await temp.read_value() == pytest.approx(plant.machines[0].temperature_c)
         await step(plant, clock)

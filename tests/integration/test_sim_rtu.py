@@ -13,7 +13,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 
 from gateway.collectors.modbus.collector import ModbusCollector
-from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, ModbusWaveform, PollGroup
+from gateway.collectors.modbus.config import ModbusDevice, ModbusTag, PollGroup
 from gateway.config.plant import Channel
 from gateway.core.clock import SystemClock
 from gateway.core.configbase import Backoff
@@ -28,7 +28,6 @@ from simulators.serial_link import PtyLink
 BAUD = 19200
 RATE_HZ = 256.0  # one vibration channel at a rate a serial bus can carry
 SCALE = M.SCALES["vibration"]
-COUNTER0 = M.channel_entries(0)[0].address  # ch0.counter, uint32 ABCD
 _F32 = AsyncModbusSerialClient.DATATYPE.FLOAT32
 
 
@@ -129,17 +128,7 @@ async def test_gateway_collector_reads_waveform_over_rtu(
         reconnect=Backoff(initial_s=0.05, max_s=0.2),
         poll_groups={"default": PollGroup(period_s=0.1)},
         tags=[ModbusTag(channel="temp", function=3, address=2, type="float32")],
-        waveforms=[
-            ModbusWaveform(
-                channel="vib",
-                function=4,
-                ring_address=M.ring_address(0),
-                ring_length=M.RING_LENGTH,
-                sequence_address=COUNTER0,
-                scale=SCALE,
-                period_s=0.1,
-            )
-        ],
+        waveforms=[M.ring_waveform("vib", period_s=0.1)],
     )
     channels = {
         "vib": Channel(kind="vibration", sample_rate_hz=RATE_HZ),
@@ -279,8 +268,13 @@ async def test_collector_survives_a_silent_or_garbling_slave(
     device unreachable, and recovers by itself once the slave behaves again."""
     queue: BoundedQueue[SampleBlock | Reading] = BoundedQueue("samples", 10_000)
     cfg = ModbusDevice(
-        transport="rtu", serial_port=link.b_path, baudrate=BAUD, parity="N", unit_id=1,
-        timeout_s=0.3, reconnect=Backoff(initial_s=0.05, max_s=0.2),
+        transport="rtu",
+        serial_port=link.b_path,
+        baudrate=BAUD,
+        parity="N",
+        unit_id=1,
+        timeout_s=0.3,
+        reconnect=Backoff(initial_s=0.05, max_s=0.2),
         poll_groups={"default": PollGroup(period_s=0.05)},
         tags=[ModbusTag(channel="t", function=3, address=2, type="float32")],
     )

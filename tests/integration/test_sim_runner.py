@@ -106,9 +106,27 @@ async def test_simulate_cli_serves_modbus_and_opcua_together(tmp_path: Path) -> 
     mb, ua = free_port(), free_port()
     truth = tmp_path / "truth.json"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "simulate", "--scenario", "imbalance",
-        "--machines", "2", "--modbus-port", str(mb), "--opcua-port", str(ua), "--seed", "5",
-        "--speed", "1000", "--truth", str(truth), "--rtu", stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "simulate",
+        "--scenario",
+        "imbalance",
+        "--machines",
+        "2",
+        "--modbus-port",
+        str(mb),
+        "--opcua-port",
+        str(ua),
+        "--seed",
+        "5",
+        "--speed",
+        "1000",
+        "--truth",
+        str(truth),
+        "--rtu",
+        stdout=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(60):
@@ -123,7 +141,8 @@ async def test_simulate_cli_serves_modbus_and_opcua_together(tmp_path: Path) -> 
         async with Client(f"opc.tcp://127.0.0.1:{ua}/pdm-sim/") as client:
             ns = await client.get_namespace_index("urn:pdm-gateway:simulator")
             node = await client.nodes.objects.get_child(
-                [f"{ns}:Machines", f"{ns}:m2", f"{ns}:Temperature"])
+                [f"{ns}:Machines", f"{ns}:m2", f"{ns}:Temperature"]
+            )
             temp_ua = await node.read_value()
         assert temp_ua == pytest.approx(temp_mb, abs=0.5)
         assert json.loads(truth.read_text())["machines"][1]["faults"][0]["type"] == "imbalance"

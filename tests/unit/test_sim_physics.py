@@ -175,8 +175,13 @@ def test_readme_register_map_is_the_printed_one() -> None:
 
 
 def test_temperature_is_sampled_at_its_own_rate() -> None:
-    spec = MachineSpec(vibration_rate_hz=1000, acoustic_rate_hz=0, vibration_channels=1,
-                       thermal_tau_s=10.0, faults=(Fault("imbalance", 0.0, 100.0, 0.1, 1.0),))
+    spec = MachineSpec(
+        vibration_rate_hz=1000,
+        acoustic_rate_hz=0,
+        vibration_channels=1,
+        thermal_tau_s=10.0,
+        faults=(Fault("imbalance", 0.0, 100.0, 0.1, 1.0),),
+    )
     m = Machine(spec, seed=1, speed=50.0)  # fast warming: the value changes every tick
     temps = [m.advance(0.1 * i).temperature_c for i in range(1, 31)]
     changes = [i + 1 for i in range(len(temps) - 1) if temps[i + 1] != temps[i]]
