@@ -125,7 +125,11 @@ class FeatureFrame:
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """An anomaly score produced by a model for one asset at one time."""
+    """An anomaly score produced by a model for one asset at one time.
+
+    ``channel`` is the channel whose features were scored, or ``""`` when the model scores the
+    asset as a whole. ``shadow`` marks a candidate model's score (recorded, never alerted on).
+    """
 
     asset: str
     ts_ns: int
@@ -134,11 +138,17 @@ class Score:
     score: float
     threshold: float
     shadow: bool = False
+    channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """A change in the lifecycle of one alert (raised, acknowledged, cleared)."""
+    """A change in the lifecycle of one alert (raised, acknowledged, cleared).
+
+    ``category`` keeps machine anomalies (``"machine"``) apart from sensor-health alerts
+    (``"sensor"``: stale, stuck, saturated, disconnected); ``channel`` is ``""`` for asset-wide
+    alerts.
+    """
 
     alert_id: str
     asset: str
@@ -149,3 +159,5 @@ class AlertEvent:
     message: str
     model_version: str = ""
     top_features: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    category: str = "machine"
+    channel: str = ""
