@@ -1,4 +1,4 @@
-"""Command line: ``pdm-gateway run | demo | simulate | check-config``.
+"""Command line: ``pdm-gateway run | status | demo | simulate | check-config | replay``.
 
 Exit codes: 0 success; 1 runtime failure; 2 bad configuration or usage; 3 a local resource
 (a port, the store file) is unavailable. Expected failures print one line, never a traceback.
@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--unit", default="", help="default: g for vibration, Pa for acoustic")
     rep.add_argument("--out", type=Path, required=True, help="FILE.jsonl")
 
+    st = sub.add_parser("status", help="print the status of a running gateway")
+    st.add_argument("--config", type=Path, default=None)
+    st.add_argument("--url", default=None, help="e.g. http://127.0.0.1:9750")
+    st.add_argument("--json", action="store_true", help="the raw status snapshot")
+
     sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP / OPC UA")
     sim.add_argument(
         "--scenario", default="healthy", help="a name in simulators/scenarios or a path"
@@ -114,6 +119,7 @@ async def _until_signal(stop: asyncio.Event) -> None:
 
 
 async def _run(path: Path) -> int:
+    from gateway.runtime import systemd
     from gateway.runtime.pipeline import Pipeline
 
     cfg = load_config(path)
@@ -121,9 +127,17 @@ async def _run(path: Path) -> int:
     await _until_signal(stop)
     pipeline = Pipeline(cfg)
     await pipeline.start()
+    watchdog = None
+    interval = systemd.watchdog_interval_s()
+    if interval is not None:
+        watchdog = asyncio.create_task(systemd.Watchdog(pipeline.clock, interval).run())
+    systemd.notify(f"READY=1\nSTATUS=collecting from {len(pipeline.collectors)} device(s)")
     await stop.wait()
     log.info("signal received: draining")
+    systemd.notify("STOPPING=1")
     await pipeline.stop()
+    if watchdog is not None:
+        watchdog.cancel()
     return EXIT_OK
 
 
@@ -184,6 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return cmd_check_config(args.config)
+    if args.command == "status":
+        from gateway.status_cli import main_status
+
+        try:
+            return main_status(args.config, args.url, args.json)
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return EXIT_CONFIG
     if args.command == "replay":
         from gateway.replay import main_replay
 

@@ -62,6 +62,7 @@ def demo_config_toml(port: int, state_dir: Path, sample_rate_hz: float = 5120.0)
         f'[gateway]\nname = "demo"\nstate_dir = "{state_dir.as_posix()}"\n',
         "[dsp]\nwindow = 4096\nhop = 2048\n",
         '[store]\nsynchronous = "NORMAL"\n',
+        "[runtime.http]\nport = 0\n",
     ]
     for unit, (asset, desc, spec) in enumerate(DEMO_MACHINES, start=1):
         parts.append(

@@ -80,7 +80,8 @@ def plant_toml(
         f'[gateway]\nstate_dir = "{state_dir.as_posix()}"\n',
         f"[dsp]\nwindow = {window}\nhop = {hop}\n",
         "[store]\nflush_interval_s = 0.1\n",
-        "[runtime]\nshutdown_deadline_s = 10\nrestart = { initial_s = 0.05, max_s = 0.5 }\n",
+        "[runtime]\nshutdown_deadline_s = 10\nrestart = { initial_s = 0.05, max_s = 0.5 }\n"
+        "http = { port = 0 }\n",
     ]
     for u in range(1, units + 1):
         parts.append(

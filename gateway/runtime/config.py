@@ -25,8 +25,19 @@ class QueuesConfig(StrictModel):
     records: QueueConfig = QueueConfig(size=1024, when_full="block")
 
 
+class HttpConfig(StrictModel):
+    """The health and metrics endpoint (``/healthz``, ``/metrics``, ``/status``). Port 0 picks a
+    free port; the address in use is written to ``<state_dir>/http.url`` for ``pdm-gateway
+    status``. Keep ``host`` on loopback unless a reverse proxy guards it."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9750, ge=0, le=65535)
+
+
 class RuntimeConfig(StrictModel):
     queues: QueuesConfig = QueuesConfig()
+    http: HttpConfig = HttpConfig()
     restart: Backoff = Backoff(initial_s=0.5, max_s=60.0)
     #: a stage that ran this long without crashing gets its backoff reset
     healthy_after_s: float = Field(60.0, gt=0)

@@ -21,6 +21,8 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.records import FeatureFrame, Reading, SampleBlock
 from gateway.dsp.stage import DspStage
+from gateway.runtime.health import assess
+from gateway.runtime.http import HttpEndpoint
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.supervisor import Supervisor
@@ -28,6 +30,9 @@ from gateway.store.journal import Journal
 from gateway.store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
+
+#: drops and restarts count against health for this long (seconds)
+HEALTH_WINDOW_S = 60.0
 
 
 def unsupported_sections(cfg: GatewayConfig) -> list[tuple[str, str]]:
@@ -98,6 +103,14 @@ class Pipeline:
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
+        self.http: HttpEndpoint | None = None
+        if cfg.runtime.http.enabled:
+            url_file = cfg.gateway.state_dir / "http.url"
+            self.http = HttpEndpoint(cfg.runtime.http, self.status, url_file)
+        #: snapshot that health compares against (drops/restarts "since then"), refreshed
+        #: once it is older than HEALTH_WINDOW_S
+        self._baseline: tuple[float, dict[str, object]] | None = None
+        self._health_state = "ok"
 
     async def start(self) -> None:
         """Open the journal (``ResourceUnavailableError`` if impossible) and start all stages."""
@@ -109,6 +122,8 @@ class Pipeline:
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
         self._lag_task = self.supervisor.start(self.loop_lag)
+        if self.http is not None:
+            await self.http.start()
         log.info(
             "gateway %s started: %d device(s), %d channel(s), store %s",
             self.cfg.gateway.name,
@@ -121,6 +136,8 @@ class Pipeline:
         """Drain in order within the deadline. Returns True if the drain completed."""
         deadline = self.cfg.runtime.shutdown_deadline_s
         complete = True
+        if self.http is not None:
+            await self.http.stop()
         if self._lag_task is not None:
             self._lag_task.cancel()
         try:
@@ -155,7 +172,9 @@ class Pipeline:
         return complete
 
     def status(self) -> dict[str, object]:
-        return {
+        """Snapshot of every stage's state and counters, plus the overall ``health``."""
+        snap: dict[str, object] = {
+            "gateway": self.cfg.gateway.name,
             "stages": self.supervisor.status(),
             "devices": {c.device_id: c.status() for c in self.collectors},
             "queues": {q.name: q.stats() for q in (self.samples, self.records)},
@@ -163,3 +182,13 @@ class Pipeline:
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }
+        now = self.clock.monotonic()
+        if self._baseline is None or now - self._baseline[0] >= HEALTH_WINDOW_S:
+            self._baseline = (now, snap)
+        health = assess(snap, self._baseline[1])
+        if health.state != self._health_state:
+            logf = log.info if health.state == "ok" else log.warning
+            logf("health %s: %s", health.state, "; ".join(health.reasons) or "all stages ok")
+            self._health_state = health.state
+        snap["health"] = health.as_dict()
+        return snap

@@ -72,6 +72,8 @@ class DeviceCounters:
     samples_lost: int = 0
     overruns: int = 0
     late_polls: int = 0
+    #: total seconds spent waiting for answers (``read_seconds / reads`` is the mean latency)
+    read_seconds: float = 0.0
 
 
 class ModbusCollector:
@@ -282,6 +284,7 @@ class ModbusCollector:
         attempt = 0
         while True:
             self.counters.reads += 1
+            t0 = self.clock.monotonic()
             try:
                 values = await self.transport.read(function, address, count)
             except DeviceBusyError:
@@ -296,6 +299,7 @@ class ModbusCollector:
                 await self.clock.sleep(self.cfg.busy_retry_s * 2**attempt)
                 attempt += 1
                 continue
+            self.counters.read_seconds += self.clock.monotonic() - t0
             if self._busy_logged:
                 log.info("device %s answers again", self.device_id)
                 self._busy_logged = False
