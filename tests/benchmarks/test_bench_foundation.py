@@ -14,19 +14,23 @@ from gateway.collectors.modbus.decode import decode_values
 from gateway.core.records import SampleBlock
 from gateway.dsp.features import time_domain
 from gateway.dsp.framing import Framer
+from tests.benchmarks.conftest import Bench
 from tests.benchmarks.timing import best_of
 
 FS = 25_600.0
 
 
-def report(name: str, ours: float, base: float, base_name: str, extra: str = "") -> None:
+def report(
+    bench: Bench, name: str, ours: float, base: float, base_name: str, extra: str = ""
+) -> None:
     print(
         f"\n[bench] {name}: {ours * 1e3:.2f} ms vs {base_name} {base * 1e3:.2f} ms "
         f"-> ratio {ours / base:.2f}x {extra}"
     )
+    bench.record(name, ours * 1e3, "ms", baseline=base * 1e3, baseline_name=base_name)
 
 
-def test_bench_framing_and_time_features_vs_rfft() -> None:
+def test_bench_framing_and_time_features_vs_rfft(bench: Bench) -> None:
     """60 s of one 25.6 kHz channel in 0.1 s blocks: framing (4096/2048) + time-domain features,
     against a bare ``scipy.fft.rfft`` of the same windows."""
     rng = np.random.default_rng(0)
@@ -54,6 +58,7 @@ def test_bench_framing_and_time_features_vs_rfft() -> None:
     assert n == windows.shape[0]  # same windows on both sides
     t_ours, t_base = best_of(ours), best_of(baseline)
     report(
+        bench,
         "framing+time features, 60 s @25.6 kHz",
         t_ours,
         t_base,
@@ -62,7 +67,7 @@ def test_bench_framing_and_time_features_vs_rfft() -> None:
     )
 
 
-def test_bench_register_decode_vs_struct() -> None:
+def test_bench_register_decode_vs_struct(bench: Bench) -> None:
     """10 000 float32 values in CDAB order: vectorised decode vs ``struct`` per value."""
     values = np.random.default_rng(1).normal(0, 100, 10_000).astype(np.float32)
     raw = values.astype(">f4").tobytes()
@@ -79,4 +84,4 @@ def test_bench_register_decode_vs_struct() -> None:
         ]
 
     np.testing.assert_array_equal(decode_values(regs, "float32", "CDAB"), values)
-    report("decode 10k float32 CDAB", best_of(ours), best_of(baseline), "struct loop")
+    report(bench, "decode 10k float32 CDAB", best_of(ours), best_of(baseline), "struct loop")

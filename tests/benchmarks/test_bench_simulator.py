@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from simulators.machine import Fault, Machine, MachineSpec
+from tests.benchmarks.conftest import Bench
 
 MACHINES = 16
 SECONDS = 5.0
@@ -22,7 +23,7 @@ FAULTS = [
 ]
 
 
-def test_bench_sixteen_machines_real_time_fraction() -> None:
+def test_bench_sixteen_machines_real_time_fraction(bench: Bench) -> None:
     machines = [
         Machine(MachineSpec(name=f"m{i}", faults=FAULTS[i % len(FAULTS)]), seed=i)
         for i in range(MACHINES)
@@ -50,9 +51,17 @@ def test_bench_sixteen_machines_real_time_fraction() -> None:
         f"{cost:.2f} s CPU -> {cost / SECONDS:.3f} of one core in real time (goal < 0.3); "
         f"ratio to bare numpy Gaussian draws of the same size: {cost / base:.1f}x"
     )
+    bench.record(
+        f"simulator, {MACHINES} machines: fraction of one core",
+        cost / SECONDS,
+        "cores",
+        baseline=base / SECONDS,
+        baseline_name="bare numpy Gaussian draws",
+        goal="< 0.3 cores",
+    )
 
 
-def test_bench_generation_plus_modbus_publish() -> None:
+def test_bench_generation_plus_modbus_publish(bench: Bench) -> None:
     """The same load, also written into a running Modbus server's registers (what serving costs
     on top of generation), as a fraction of real time."""
     import asyncio
@@ -88,4 +97,11 @@ def test_bench_generation_plus_modbus_publish() -> None:
         f"\n[bench] simulator serving: generation {gen / SECONDS:.3f} + Modbus register "
         f"publish {pub / SECONDS:.3f} = {(gen + pub) / SECONDS:.3f} of one core in real time; "
         f"publish/generation ratio {pub / gen:.2f}x"
+    )
+    bench.record(
+        "simulator Modbus register publish: fraction of one core",
+        pub / SECONDS,
+        "cores",
+        baseline=gen / SECONDS,
+        baseline_name="generation",
     )
