@@ -29,8 +29,9 @@ class Channel(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _default_unit(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("unit") and data.get("kind") in DEFAULT_UNITS:
-            return {**data, "unit": DEFAULT_UNITS[data["kind"]]}
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in DEFAULT_UNITS and not data.get("unit"):
+            return {**data, "unit": DEFAULT_UNITS[kind]}
         return data
 
     @model_validator(mode="after")

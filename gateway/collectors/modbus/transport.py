@@ -156,9 +156,18 @@ class ModbusTransport:
             if getattr(rr, "exception_code", None) in BUSY_CODES:
                 raise DeviceBusyError(f"function {function} at {address}: device busy")
             raise PermanentError(f"function {function} at {address} x{count}: device answered {rr}")
+        if getattr(rr, "function_code", function) != function:
+            raise TransientError(
+                f"function {function} at {address}: answer has function code {rr.function_code}"
+            )
         values: Sequence[int] | Sequence[bool] = (
             rr.bits[:count] if function in (1, 2) else rr.registers
         )
+        if len(values) != count:
+            raise TransientError(
+                f"function {function} at {address}: {len(values)} value(s) in the answer, "
+                f"asked for {count}"
+            )
         return values
 
     @staticmethod
