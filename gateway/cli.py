@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--unit", default="", help="default: g for vibration, Pa for acoustic")
     rep.add_argument("--out", type=Path, required=True, help="FILE.jsonl")
 
+    from gateway.inference.commands import add_models_parser
+
+    add_models_parser(sub)
+
     sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP / OPC UA")
     sim.add_argument(
         "--scenario", default="healthy", help="a name in simulators/scenarios or a path"
@@ -184,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return cmd_check_config(args.config)
+    if args.command == "models":
+        from gateway.inference.commands import main_models
+
+        return main_models(args)
     if args.command == "replay":
         from gateway.replay import main_replay
 

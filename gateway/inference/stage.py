@@ -1,0 +1,148 @@
+"""The inference stage: feature frames in, the same frames plus their scores out.
+
+Each frame of an asset that has a model, whose channel carries the model's features, is scored;
+the stage forwards every frame, each followed by its ``Score`` (model id and version, channel,
+threshold). Frames whose model features are not finite (a missing speed, a Bad window) or whose
+quality is Bad are forwarded unscored and counted. A batch of frames is scored on the stage's
+own worker thread (one interpreter call per model per batch), so the event loop never runs the
+model. Drains its input on close, then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from gateway.config.plant import Asset, Channel
+from gateway.core.errors import ConfigError
+from gateway.core.records import FeatureFrame, Quality, Score
+from gateway.dsp.config import DspConfig
+from gateway.inference.check import check_model_features
+from gateway.inference.config import ModelsConfig
+from gateway.inference.scorer import Scorer, load_scorer
+from gateway.runtime.queues import BoundedQueue, QueueClosed
+
+log = logging.getLogger(__name__)
+BATCH = 64
+
+
+def load_models(
+    cfg: ModelsConfig,
+    state_dir: Path,
+    channels: dict[str, Channel],
+    assets: dict[str, Asset],
+    dsp: DspConfig,
+) -> dict[str, Scorer]:
+    """The model of each asset in ``cfg.assets``, loaded and checked against the configured
+    features; one ``ConfigError`` listing every problem (``models.assets.<asset>``)."""
+    errors: list[tuple[str, str]] = []
+    out: dict[str, Scorer] = {}
+    loaded: dict[str, Scorer] = {}
+    for asset, model_id in cfg.assets.items():
+        key = f"models.assets.{asset}"
+        if asset not in assets:
+            continue  # reported by cross_check
+        try:
+            scorer = loaded.get(model_id) or load_scorer(
+                cfg.model_dir(state_dir, model_id), cfg.threads, cfg.batch
+            )
+        except ConfigError as exc:
+            errors += [(key, f"{p}: {r}" if p else r) for p, r in exc.errors]
+            continue
+        except ValueError as exc:
+            errors.append((key, f"model {model_id!r}: {exc}"))
+            continue
+        loaded[model_id] = scorer
+        errors += check_model_features(scorer.manifest, channels, {asset: assets[asset]}, dsp, key)
+        out[asset] = scorer
+    if errors:
+        raise ConfigError(errors)
+    return out
+
+
+class InferenceProcessor:
+    """The pure part: scores a batch of frames (no asyncio)."""
+
+    def __init__(self, models: dict[str, Scorer]) -> None:
+        self.models = models
+        self.scored = 0
+        self.unscored = 0
+
+    def process(self, frames: list[FeatureFrame]) -> list[FeatureFrame | Score]:
+        by_model: dict[int, tuple[Scorer, list[int], list[np.ndarray]]] = {}
+        for i, f in enumerate(frames):
+            scorer = self.models.get(f.asset)
+            if scorer is None:
+                continue
+            idx = scorer.columns(f.names)
+            if idx is None:
+                continue  # another kind of channel (a scalar, a microphone for a vibration model)
+            x = f.values[idx]
+            if f.quality == Quality.BAD or not np.isfinite(x).all():
+                self.unscored += 1
+                continue
+            entry = by_model.setdefault(id(scorer), (scorer, [], []))
+            entry[1].append(i)
+            entry[2].append(x)
+        scores: dict[int, Score] = {}
+        for scorer, where, rows in by_model.values():
+            values = scorer.score(np.stack(rows))
+            for i, v in zip(where, values.tolist(), strict=True):
+                f = frames[i]
+                scores[i] = Score(
+                    f.asset,
+                    f.end_ts_ns,
+                    scorer.model_id,
+                    scorer.version,
+                    float(v),
+                    scorer.threshold,
+                    channel=f.channel,
+                )
+        self.scored += len(scores)
+        out: list[FeatureFrame | Score] = []
+        for i, f in enumerate(frames):
+            out.append(f)
+            if i in scores:
+                out.append(scores[i])
+        return out
+
+
+class InferenceStage:
+    name = "inference"
+
+    def __init__(
+        self,
+        models: dict[str, Scorer],
+        inp: BoundedQueue[FeatureFrame],
+        out: BoundedQueue[FeatureFrame | Score],
+    ) -> None:
+        self.proc = InferenceProcessor(models)
+        self.inp, self.out = inp, out
+
+    def status(self) -> dict[str, object]:
+        return {
+            "models": {
+                a: f"{s.model_id} {s.version} ({s.manifest.quantization})"
+                for a, s in self.proc.models.items()
+            },
+            "scored": self.proc.scored,
+            "unscored": self.proc.unscored,
+        }
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        try:
+            while True:
+                try:
+                    frames = await self.inp.get_many(BATCH)
+                except QueueClosed:
+                    return
+                for item in await loop.run_in_executor(executor, self.proc.process, frames):
+                    await self.out.put(item)
+        finally:
+            executor.shutdown(wait=False)
