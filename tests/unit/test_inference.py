@@ -90,8 +90,10 @@ def test_flatbuffer_float_model_equals_numpy_at_every_batch_size() -> None:
 
 def test_int8_model_is_quantised_and_agrees_with_float(tmp_path: Path) -> None:
     f32, i8 = load_scorer(make_model(tmp_path)), load_scorer(make_model(tmp_path, int8=True))
-    assert not f32.runner.int8 and i8.runner.int8
-    assert i8.runner.in_scale > 0 and i8.runner.out_scale > 0
+    assert not f32.runner.int8
+    assert i8.runner.int8
+    assert i8.runner.in_scale > 0
+    assert i8.runner.out_scale > 0
     x = np.vstack((healthy(300, seed=5), healthy(30, seed=6) * [3.0, 1, 1, 1]))
     a, b = f32.score(x), i8.score(x)
     assert np.corrcoef(a, b)[0, 1] > 0.99
@@ -120,7 +122,8 @@ def test_wrong_schema_version_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         Pipeline(config(tmp_path, d))
     assert e.value.errors[0][0] == "models.assets.pump"
-    assert "'pdm-features/1'" in str(e.value) and repr(SCHEMA_VERSION) in str(e.value)
+    assert "'pdm-features/1'" in str(e.value)
+    assert repr(SCHEMA_VERSION) in str(e.value)
 
 
 def test_missing_feature_names_are_refused_at_start(tmp_path: Path) -> None:
@@ -130,7 +133,8 @@ def test_missing_feature_names_are_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         Pipeline(cfg)
     msg = str(e.value)
-    assert "band_10_100hz_ms, band_100_1000hz_ms" in msg and "does not produce" in msg
+    assert "band_10_100hz_ms, band_100_1000hz_ms" in msg
+    assert "does not produce" in msg
 
 
 def test_model_above_nyquist_or_other_window_is_refused(tmp_path: Path) -> None:
@@ -146,7 +150,7 @@ def test_tampered_model_is_refused(tmp_path: Path) -> None:
     data = bytearray((d / "model.tflite").read_bytes())
     data[-1] ^= 1
     (d / "model.tflite").write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match="sha256 .* does not match"):
+    with pytest.raises(ConfigError, match=r"sha256 .* does not match"):
         Pipeline(config(tmp_path, d))
 
 
@@ -196,10 +200,13 @@ async def test_stage_forwards_every_frame_and_scores_each_once(tmp_path: Path) -
     got_frames = [i for i in items if isinstance(i, FeatureFrame)]
     scores = [i for i in items if isinstance(i, Score)]
     assert got_frames == frames
-    assert len(scores) == 150 and stage.status()["unscored"] == 2
+    assert len(scores) == 150
+    assert stage.status()["unscored"] == 2
     for i, item in enumerate(items):  # each score right after its frame
         if isinstance(item, Score):
-            assert isinstance(items[i - 1], FeatureFrame) and items[i - 1].channel == item.channel
+            prev = items[i - 1]
+            assert isinstance(prev, FeatureFrame)
+            assert prev.channel == item.channel
     s0 = scores[0]
     assert (s0.model_id, s0.model_version, s0.channel, s0.threshold) == (
         "test-model",
