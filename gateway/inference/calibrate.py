@@ -49,6 +49,7 @@ class CalibrationResult:
     dsp: DspConfig
     baseline: B.Baseline
     features: list[F64]  # the model features of the usable windows of each input
+    out_dir: Path
 
 
 def recording_features(
@@ -170,7 +171,7 @@ def calibrate(
         sha256=sha256_of(content),
     )
     write_model(out_dir, manifest, content)
-    return CalibrationResult(manifest, windows, dropped, dsp, model, kept)
+    return CalibrationResult(manifest, windows, dropped, dsp, model, kept, out_dir)
 
 
 def _schema_version() -> str:
