@@ -73,41 +73,40 @@ class InferenceProcessor:
         self.unscored = 0
 
     def process(self, frames: list[FeatureFrame]) -> list[FeatureFrame | Score]:
-        by_model: dict[int, tuple[Scorer, list[int], list[np.ndarray]]] = {}
+        """The frames in order, each followed by its score when it has one."""
+        # group by model and feature layout (frames of one channel share their names tuple)
+        groups: dict[tuple[int, tuple[str, ...]], tuple[Scorer, list[int]]] = {}
         for i, f in enumerate(frames):
             scorer = self.models.get(f.asset)
-            if scorer is None:
-                continue
-            idx = scorer.columns(f.names)
+            if scorer is not None:
+                groups.setdefault((id(scorer), f.names), (scorer, []))[1].append(i)
+        scores: dict[int, Score] = {}
+        for (_, names), (scorer, where) in groups.items():
+            idx = scorer.columns(names)
             if idx is None:
                 continue  # another kind of channel (a scalar, a microphone for a vibration model)
-            x = f.values[idx]
-            if f.quality == Quality.BAD or not np.isfinite(x).all():
-                self.unscored += 1
+            x = np.stack([frames[i].values for i in where])[:, idx]
+            ok = np.isfinite(x).all(axis=1)
+            ok &= np.array([frames[i].quality != Quality.BAD for i in where])
+            if not ok.all():
+                self.unscored += int((~ok).sum())
+                where = [i for i, good in zip(where, ok.tolist(), strict=True) if good]
+                x = x[ok]
+            if not where:
                 continue
-            entry = by_model.setdefault(id(scorer), (scorer, [], []))
-            entry[1].append(i)
-            entry[2].append(x)
-        scores: dict[int, Score] = {}
-        for scorer, where, rows in by_model.values():
-            values = scorer.score(np.stack(rows))
-            for i, v in zip(where, values.tolist(), strict=True):
+            mid, ver, thr = scorer.model_id, scorer.version, scorer.threshold
+            for i, v in zip(where, scorer.score(x).tolist(), strict=True):
                 f = frames[i]
-                scores[i] = Score(
-                    f.asset,
-                    f.end_ts_ns,
-                    scorer.model_id,
-                    scorer.version,
-                    float(v),
-                    scorer.threshold,
-                    channel=f.channel,
-                )
+                scores[i] = Score(f.asset, f.end_ts_ns, mid, ver, v, thr, channel=f.channel)
         self.scored += len(scores)
+        if not scores:
+            return list(frames)
         out: list[FeatureFrame | Score] = []
         for i, f in enumerate(frames):
             out.append(f)
-            if i in scores:
-                out.append(scores[i])
+            s = scores.get(i)
+            if s is not None:
+                out.append(s)
         return out
 
 
