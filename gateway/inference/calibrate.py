@@ -24,6 +24,7 @@ from gateway.inference.features import calibration_dsp, model_features, requirem
 from gateway.inference.flatbuffer import build_residual_model, quantize_int8
 from gateway.inference.manifest import (
     Calibration,
+    DspRequirements,
     Manifest,
     Normalisation,
     ScoreDef,
@@ -134,44 +135,94 @@ def calibrate(
         dropped += int((~ok).sum())
         kept.append(sel[ok])
         windows.append(int(ok.sum()))
-    log_mask = np.ones(len(chosen), dtype=bool)
-    segments = B.split_segments([k for k in kept if k.shape[0] > 0])
-    thr = B.calibrate_threshold(segments, log_mask, target, margin)
-    model = B.fit(np.concatenate(kept), log_mask)
-    content = build_residual_model(model.weight, description=f"{model_id} baseline")
-    if quantization == "int8":
-        content = quantize_int8(content, representative(model.z(np.concatenate(kept))))
-    now = dt.datetime.now(dt.UTC)
-    manifest = Manifest(
-        model_id=model_id,
-        version=version or now.strftime("%Y%m%dT%H%M%SZ"),
-        description=f"healthy baseline commissioned from {len(inputs)} recording(s)",
-        channel_kind=kind,
-        schema_version=_schema_version(),
-        features=chosen,
-        normalisation=Normalisation(
-            transform=["log10"] * len(chosen),
-            eps=B.EPS,
-            mean=model.mean.tolist(),
-            std=model.std.tolist(),
-        ),
-        score=ScoreDef(definition=SCORE_DEFINITION, components=model.components),
-        threshold=thr.value,
-        calibration=Calibration(
-            method="held-out contiguous segments: max segment quantile x margin",
-            target_false_alarm_rate=target,
-            estimated_false_alarm_rate=thr.estimated_false_alarm_rate,
-            margin=margin,
-            holdout_segments=thr.segments,
-            windows=sum(windows),
-            sample_rate_hz=[sample_rate_hz],
-        ),
+    exported = export_baseline(
+        kept,
+        chosen,
+        out_dir,
         dsp=requirements(dsp, sample_rate_hz, top),
-        quantization=quantization,
-        sha256=sha256_of(content),
+        kind=kind,
+        model_id=model_id,
+        version=version,
+        description=f"healthy baseline commissioned from {len(inputs)} recording(s)",
+        target=target,
+        margin=margin,
+        sample_rates=[sample_rate_hz],
+        quantizations=(quantization,),
     )
-    write_model(out_dir, manifest, content)
-    return CalibrationResult(manifest, windows, dropped, dsp, model, kept, out_dir)
+    manifest = exported.manifests[quantization]
+    return CalibrationResult(manifest, windows, dropped, dsp, exported.baseline, kept, out_dir)
+
+
+@dataclass
+class Exported:
+    """The fitted baseline and the manifest written per quantisation."""
+
+    baseline: B.Baseline
+    manifests: dict[str, Manifest]
+
+
+def export_baseline(
+    parts: list[F64],
+    features: list[str],
+    out_dir: Path,
+    *,
+    dsp: DspRequirements,
+    kind: str,
+    model_id: str,
+    version: str | None,
+    description: str,
+    target: float,
+    margin: float,
+    sample_rates: list[float],
+    quantizations: tuple[str, ...] = ("float32",),
+    min_segments: int = 5,
+) -> Exported:
+    """Fit on healthy ``parts`` (runs, in time order; rows of ``features``), set the threshold
+    on held-out contiguous segments, and write one model directory per quantisation:
+    ``out_dir`` for the first, ``out_dir-<quantisation>`` for the others."""
+    log_mask = np.ones(len(features), dtype=bool)
+    segments = B.split_segments([k for k in parts if k.shape[0] > 0], min_segments)
+    thr = B.calibrate_threshold(segments, log_mask, target, margin)
+    x = np.concatenate(parts)
+    model = B.fit(x, log_mask)
+    version = version or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Exported(model, {})
+    for i, quantization in enumerate(quantizations):
+        content = build_residual_model(model.weight, description=f"{model_id} baseline")
+        if quantization == "int8":
+            content = quantize_int8(content, representative(model.z(x)))
+        manifest = Manifest(
+            model_id=model_id,
+            version=version,
+            description=description,
+            channel_kind=kind,
+            schema_version=_schema_version(),
+            features=features,
+            normalisation=Normalisation(
+                transform=["log10"] * len(features),
+                eps=B.EPS,
+                mean=model.mean.tolist(),
+                std=model.std.tolist(),
+            ),
+            score=ScoreDef(definition=SCORE_DEFINITION, components=model.components),
+            threshold=thr.value,
+            calibration=Calibration(
+                method="held-out contiguous segments: max segment quantile x margin",
+                target_false_alarm_rate=target,
+                estimated_false_alarm_rate=thr.estimated_false_alarm_rate,
+                margin=margin,
+                holdout_segments=thr.segments,
+                windows=int(x.shape[0]),
+                sample_rate_hz=sample_rates,
+            ),
+            dsp=dsp,
+            quantization=quantization,
+            sha256=sha256_of(content),
+        )
+        target_dir = out_dir if i == 0 else out_dir.with_name(f"{out_dir.name}-{quantization}")
+        write_model(target_dir, manifest, content)
+        out.manifests[quantization] = manifest
+    return out
 
 
 def _schema_version() -> str:
