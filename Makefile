@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks -q -s
+
+# the shipped anomaly models and their evaluation report (numpy fit, LiteRT flatbuffer export)
+models: $(STAMP)
+	$(BIN)/python models/train.py --out models
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway simulators tests

@@ -1,6 +1,7 @@
 """A healthy baseline fitted in numpy: normalisation, PCA, and a held-out threshold.
 
-Features are normalised (``log10`` for amplitudes and energies, then standardised), then split by
+Features are normalised (``log10`` for amplitudes and energies, standardised, soft-clipped at
+``SOFT_CLIP`` standard deviations), then split by
 PCA into ``k`` principal directions and the residual. The score of a row is the mean of squares
 of its whitened principal scores (Hotelling's T^2 part) and its per-feature whitened residual
 (the squared prediction error part): about 1 on the data it was fitted on, growing with any
@@ -26,12 +27,25 @@ EPS = 1e-12
 STD_FLOOR = 1e-3
 EIG_FLOOR = 0.05
 RESID_FLOOR = 0.05
+#: standardised values are soft-clipped to +-SOFT_CLIP (see ``normalise``)
+SOFT_CLIP = 8.0
 
 
-def normalise(x: F64, log_mask: npt.NDArray[np.bool_], mean: F64, std: F64) -> F32:
-    """``(t(x) - mean) / std`` with ``t = log10(max(x, EPS))`` where ``log_mask``."""
+def normalise(
+    x: F64,
+    log_mask: npt.NDArray[np.bool_],
+    mean: F64,
+    std: F64,
+    soft_clip: float | None = SOFT_CLIP,
+) -> F32:
+    """``z = (t(x) - mean) / std`` with ``t = log10(max(x, EPS))`` where ``log_mask``, then
+    ``c tanh(z / c)`` with ``c = soft_clip``: unchanged for healthy rows (|z| of a few units),
+    bounded for any fault, so an int8 model keeps its resolution where the threshold is."""
     t = np.where(log_mask, np.log10(np.maximum(x, EPS)), x)
-    return ((t - mean) / std).astype(np.float32)
+    z = (t - mean) / std
+    if soft_clip:
+        z = soft_clip * np.tanh(z / soft_clip)
+    return z.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,7 @@ def fit(x: F64, log_mask: npt.NDArray[np.bool_], variance: float = 0.95) -> Base
     t = np.where(log_mask, np.log10(np.maximum(x, EPS)), x)
     mean = t.mean(axis=0)
     std = np.maximum(t.std(axis=0), STD_FLOOR)
-    z = (t - mean) / std
+    z = normalise(x, log_mask, mean, std).astype(np.float64)
     cov = z.T @ z / (n - 1)
     eig, vec = np.linalg.eigh(cov)
     order = np.argsort(eig)[::-1]

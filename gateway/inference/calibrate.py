@@ -35,6 +35,8 @@ from gateway.replay import iter_frames, plan_replay
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
+#: int8 models resolve scores up to this multiple of the threshold (and saturate above it)
+INT8_RANGE = 16.0
 SCORE_DEFINITION = (
     "mean of squares of the whitened principal scores (Hotelling T^2 part) and the "
     "per-feature whitened PCA residual (squared prediction error part) of the normalised "
@@ -80,12 +82,18 @@ def recording_features(
     return feature_names, np.stack(rows)
 
 
-def representative(z: F32, batch: int = 64) -> Iterator[F32]:
-    """Healthy rows plus the same rows scaled up (so the int8 output range covers scores well
-    above the threshold, not only healthy ones)."""
-    for a in (1.0, 1.0, 2.0, 3.0, 4.0):
-        for start in range(0, z.shape[0], batch):
-            yield (z[start : start + batch] * np.float32(a)).astype(np.float32)
+def representative(z: F32, weight: F32, top_score: float, batch: int = 64) -> Iterator[F32]:
+    """Healthy rows ``z``, then each feature alone pushed out until the score reaches
+    ``top_score`` (or the soft-clip bound), so the int8 ranges cover healthy scores and scores
+    well above the threshold with the resolution the threshold needs."""
+    for start in range(0, z.shape[0], batch):
+        yield z[start : start + batch]
+    f = z.shape[1]
+    c = B.SOFT_CLIP
+    unit = np.vstack((np.eye(f), -np.eye(f))) * c
+    s = np.mean((unit @ weight.astype(np.float64).T) ** 2, axis=1)
+    scale = np.minimum(1.0, np.sqrt(top_score / np.maximum(s, 1e-12)))
+    yield (unit * scale[:, None]).astype(np.float32)
 
 
 def calibrate(
@@ -189,8 +197,12 @@ def export_baseline(
     out = Exported(model, {})
     for i, quantization in enumerate(quantizations):
         content = build_residual_model(model.weight, description=f"{model_id} baseline")
+        saturates_at = None
         if quantization == "int8":
-            content = quantize_int8(content, representative(model.z(x)))
+            content = quantize_int8(
+                content, representative(model.z(x), model.weight, INT8_RANGE * thr.value)
+            )
+            saturates_at = int8_saturation(content)
         manifest = Manifest(
             model_id=model_id,
             version=version,
@@ -201,10 +213,15 @@ def export_baseline(
             normalisation=Normalisation(
                 transform=["log10"] * len(features),
                 eps=B.EPS,
+                soft_clip=B.SOFT_CLIP,
                 mean=model.mean.tolist(),
                 std=model.std.tolist(),
             ),
-            score=ScoreDef(definition=SCORE_DEFINITION, components=model.components),
+            score=ScoreDef(
+                definition=SCORE_DEFINITION,
+                components=model.components,
+                saturates_at=saturates_at,
+            ),
             threshold=thr.value,
             calibration=Calibration(
                 method="held-out contiguous segments: max segment quantile x margin",
@@ -229,3 +246,11 @@ def _schema_version() -> str:
     from gateway.dsp.features import SCHEMA_VERSION
 
     return SCHEMA_VERSION
+
+
+def int8_saturation(content: bytes) -> float:
+    """The largest score an int8 model can output (its output tensor's range)."""
+    from gateway.inference.runtime import ModelRunner
+
+    r = ModelRunner(content)
+    return (127.0 - r.out_zp) * r.out_scale

@@ -27,17 +27,23 @@ class _Strict(BaseModel):
 
 
 class Normalisation(_Strict):
-    """``z = (t(x) - mean) / std`` per feature, ``t`` = ``log10(max(x, eps))`` or identity."""
+    """``z = (t(x) - mean) / std`` per feature, ``t`` = ``log10(max(x, eps))`` or identity, then
+    ``z = soft_clip * tanh(z / soft_clip)`` when ``soft_clip`` is set."""
 
     transform: list[Literal["log10", "none"]]
     eps: float = Field(1e-12, gt=0)
+    soft_clip: float | None = Field(None, gt=0)
     mean: list[float]
     std: list[float]
 
 
 class ScoreDef(_Strict):
+    """What the score means; ``saturates_at`` is the largest score the model can output (int8
+    models: their output range, a multiple of the threshold), None when unbounded."""
+
     definition: str
     components: int = Field(ge=0)
+    saturates_at: float | None = None
 
 
 class Calibration(_Strict):

@@ -27,6 +27,7 @@ class Scorer:
         self.log_mask = np.array([t == "log10" for t in norm.transform])
         self.mean = np.array(norm.mean)
         self.std = np.array(norm.std)
+        self.soft_clip = norm.soft_clip
         if self.runner.n_features != len(self.manifest.features):
             raise ValueError(
                 f"model {self.manifest.model_id}: the .tflite takes {self.runner.n_features} "
@@ -58,7 +59,7 @@ class Scorer:
 
     def score(self, x: F64) -> F64:
         """Scores of rows ``x`` (n, F) of raw features in the manifest's order."""
-        return self.runner.run(normalise(x, self.log_mask, self.mean, self.std))
+        return self.runner.run(normalise(x, self.log_mask, self.mean, self.std, self.soft_clip))
 
 
 def load_scorer(model_dir: Path, threads: int = 1, max_batch: int = 64) -> Scorer:

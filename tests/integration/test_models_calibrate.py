@@ -121,15 +121,19 @@ def test_int8_calibration_agrees_with_float(
     f32, i8 = load_scorer(model.out_dir), load_scorer(tmp_path / "int8")
     assert i8.runner.int8
     # healthy frames and frames of a growing fault, up to a few times the threshold
-    fault = Fault("outer_race", onset_s=0.0, failure_s=RUN_S, max_level=0.15, growth_exponent=1.0)
+    fault = Fault("outer_race", onset_s=0.0, failure_s=10.0, max_level=0.5, growth_exponent=1.0)
     path = record(tmp_path / "fault.npy", waveform(10.0, seed=5, faults=(fault,)))
     names, feats = recording_features(path, FS, r.dsp, None, "vibration", "g")
     idx = i8.columns(names)
     assert idx is not None
     x = np.concatenate([*r.features, feats[:, idx]])
     a, b = f32.score(x), i8.score(x)
+    sat = r.manifest.score.saturates_at
+    assert sat is not None
     assert a.max() > 2 * r.manifest.threshold
-    assert np.corrcoef(a, b)[0, 1] > 0.99
+    # the int8 model reads scores above its range (16x the threshold) as its top value
+    assert np.corrcoef(np.minimum(a, sat), b)[0, 1] > 0.99
+    assert np.mean((a > r.manifest.threshold) == (b > r.manifest.threshold)) > 0.99
 
 
 def test_cli_calibrate_then_replay(runs: Path, tmp_path: Path) -> None:
