@@ -19,10 +19,18 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "--input",
         type=Path,
         action="append",
-        required=True,
+        default=[],
         help="a healthy recording (.npy, .csv, .wav); one per run of the machine; repeatable",
     )
-    cal.add_argument("--sample-rate", type=float, required=True, help="Hz")
+    cal.add_argument("--sample-rate", type=float, default=None, help="Hz (with --input)")
+    cal.add_argument(
+        "--from-live",
+        action="store_true",
+        help="learn from the features the running gateway of --config has stored",
+    )
+    cal.add_argument(
+        "--duration", type=float, default=None, help="seconds of stored features (--from-live)"
+    )
     cal.add_argument("--config", type=Path, default=None, help="gateway config (channels, dsp)")
     cal.add_argument("--out", type=Path, required=True, help="model directory to write")
     cal.add_argument("--model-id", default="baseline")
@@ -39,7 +47,18 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     cal.add_argument("--quantize", choices=("float32", "int8"), default="float32")
 
 
+def _usage(msg: str) -> int:
+    print(f"pdm-gateway models calibrate: {msg}", file=sys.stderr)
+    return 2
+
+
 def main_models(args: argparse.Namespace) -> int:
+    if args.from_live:
+        if args.input or args.config is None or args.duration is None:
+            return _usage("--from-live needs --config and --duration, and no --input")
+        return _from_live(args)
+    if not args.input or args.sample_rate is None:
+        return _usage("give --input FILE (repeatable) and --sample-rate, or --from-live")
     from gateway.inference.calibrate import calibrate
 
     try:
@@ -83,4 +102,41 @@ def main_models(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out / m.file} and manifest.json ({m.model_id} {m.version}, {m.quantization})"
     )
+    return 0
+
+
+def _from_live(args: argparse.Namespace) -> int:
+    from gateway.config.loader import load_config
+    from gateway.inference.live import calibrate_from_live
+
+    try:
+        r = calibrate_from_live(
+            load_config(args.config),
+            args.out,
+            args.duration,
+            kind=args.kind,
+            model_id=args.model_id,
+            version=args.version,
+            target=args.false_alarm_target,
+            margin=args.margin,
+            max_frequency_hz=args.max_frequency,
+        )
+    except ConfigError as exc:
+        for path, reason in exc.errors:
+            print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"pdm-gateway: {exc}", file=sys.stderr)
+        return 2
+    m, c = r.manifest, r.manifest.calibration
+    print(
+        f"learned from {r.windows} windows ({r.span_s:g} s of {', '.join(r.channels)} "
+        "from the gateway's store)"
+    )
+    print(
+        f"threshold {m.threshold:.4g}: held-out false-alarm rate "
+        f"{c.estimated_false_alarm_rate:.3%} (target {c.target_false_alarm_rate:.3%}) over "
+        f"{c.holdout_segments} held-out time segments, safety margin x{c.margin}"
+    )
+    print(f"wrote {args.out / m.file} and manifest.json ({m.model_id} {m.version})")
     return 0

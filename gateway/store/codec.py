@@ -31,6 +31,7 @@ def score_row(s: Score) -> Row:
         ts_ns=s.ts_ns,
         asset=s.asset,
         channel=s.channel,
+        model_version=s.model_version,
         payload={
             "model_id": s.model_id,
             "model_version": s.model_version,
