@@ -107,6 +107,16 @@ def cmd_check_config(path: Path) -> int:
     if errors:
         _print_config_error(ConfigError(errors))
         return EXIT_CONFIG
+    if cfg.models.assets:
+        from gateway.inference.stage import load_models
+
+        try:
+            load_models(
+                cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
+            )
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return EXIT_CONFIG
     print("ok")
     return EXIT_OK
 

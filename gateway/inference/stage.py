@@ -3,9 +3,10 @@
 Each frame of an asset that has a model, whose channel carries the model's features, is scored;
 the stage forwards every frame, each followed by its ``Score`` (model id and version, channel,
 threshold). Frames whose model features are not finite (a missing speed, a Bad window) or whose
-quality is Bad are forwarded unscored and counted. A batch of frames is scored on the stage's
-own worker thread (one interpreter call per model per batch), so the event loop never runs the
-model. Drains its input on close, then returns.
+quality is Bad are forwarded unscored and counted; so are frames the model fails on or scores
+as NaN/inf (counted apart, logged once per change between failing and working). A batch of
+frames is scored on the stage's own worker thread (one interpreter call per model per batch),
+so the event loop never runs the model. Drains its input on close, then returns.
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ class InferenceProcessor:
         self.models = models
         self.scored = 0
         self.unscored = 0
+        #: scores the model returned as NaN or infinite (not emitted), and failed model calls
+        self.invalid = 0
+        self.errors = 0
+        self._failing: set[str] = set()  # model ids whose last batch failed or was invalid
+
+    def _state(self, model_id: str, bad: bool, why: str) -> None:
+        """Log a model's state changes once (failing <-> working again)."""
+        if bad and model_id not in self._failing:
+            self._failing.add(model_id)
+            log.error("model %s: %s; its frames are forwarded unscored", model_id, why)
+        elif not bad and model_id in self._failing:
+            self._failing.discard(model_id)
+            log.info("model %s scores again", model_id)
 
     def process(self, frames: list[FeatureFrame]) -> list[FeatureFrame | Score]:
         """The frames in order, each followed by its score when it has one."""
@@ -95,7 +109,21 @@ class InferenceProcessor:
             if not where:
                 continue
             mid, ver, thr = scorer.model_id, scorer.version, scorer.threshold
-            for i, v in zip(where, scorer.score(x).tolist(), strict=True):
+            try:
+                values = scorer.score(x)
+            except (RuntimeError, ValueError) as exc:
+                self.errors += 1
+                self.unscored += len(where)
+                self._state(mid, True, f"inference failed ({exc})")
+                continue
+            finite = np.isfinite(values)
+            if not finite.all():
+                self.invalid += int((~finite).sum())
+                self.unscored += int((~finite).sum())
+            self._state(mid, not finite.all(), "the model returned non-finite scores")
+            for i, v, good in zip(where, values.tolist(), finite.tolist(), strict=True):
+                if not good:
+                    continue
                 f = frames[i]
                 scores[i] = Score(f.asset, f.end_ts_ns, mid, ver, v, thr, channel=f.channel)
         self.scored += len(scores)
@@ -130,6 +158,8 @@ class InferenceStage:
             },
             "scored": self.proc.scored,
             "unscored": self.proc.unscored,
+            "invalid_scores": self.proc.invalid,
+            "errors": self.proc.errors,
         }
 
     async def run(self) -> None:

@@ -215,3 +215,70 @@ async def test_stage_forwards_every_frame_and_scores_each_once(tmp_path: Path) -
         3.0,
     )
     np.testing.assert_allclose([s.score for s in scores], scorer.score(rows), rtol=1e-6)
+
+
+async def test_model_emitting_nan_is_counted_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = make_model(tmp_path)
+    bad_dir = tmp_path / "bad"
+    m = json.loads((good / "manifest.json").read_text())
+    w = np.full((5, 4), np.nan, dtype=np.float32)  # a broken export: every score NaN
+    content = build_residual_model(w)
+    m["sha256"] = sha256_of(content)
+    write_model(bad_dir, Manifest.model_validate(m), content)
+    inp: BoundedQueue[FeatureFrame] = BoundedQueue("frames", 100)
+    out: BoundedQueue[FeatureFrame | Score] = BoundedQueue("scored", 100)
+    stage = InferenceStage({"pump": load_scorer(bad_dir)}, inp, out)
+    frames = [frame(list(r)) for r in healthy(10, seed=2)]
+    task = asyncio.create_task(stage.run())
+    for f in frames:
+        await inp.put(f)
+    await inp.close()
+    await task
+    items = [await out.get() for _ in range(len(out))]
+    assert items == frames  # forwarded, none scored
+    status = stage.status()
+    assert status["invalid_scores"] == 10
+    assert status["unscored"] == 10
+    failing = [r for r in caplog.records if "non-finite scores" in r.getMessage()]
+    assert len(failing) == 1
+
+
+def test_check_config_refuses_a_mismatched_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    d = make_model(tmp_path, schema_version="pdm-features/1")
+    (tmp_path / "state").mkdir()
+    toml = f"""
+[gateway]
+state_dir = "{(tmp_path / "state").as_posix()}"
+[dsp]
+bands_hz = [[10, 100], [100, 1000]]
+[channels.vib]
+kind = "vibration"
+sample_rate_hz = 5120
+[assets.pump]
+channels = ["vib"]
+[devices.modbus.plc]
+host = "127.0.0.1"
+port = 5020
+[[devices.modbus.plc.waveforms]]
+channel = "vib"
+ring_address = 0
+ring_length = 4096
+sequence_address = 5000
+period_s = 0.1
+[models.assets]
+pump = "test-model"
+[models.paths]
+test-model = "{d.as_posix()}"
+"""
+    path = tmp_path / "g.toml"
+    path.write_text(toml)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("models.assets.pump: channel 'vib': model test-model 1.0.0 needs")
+    assert "'pdm-features/1'" in err
