@@ -146,9 +146,10 @@ class InferenceStage:
         models: dict[str, Scorer],
         inp: BoundedQueue[FeatureFrame],
         out: BoundedQueue[FeatureFrame | Score],
+        batch: int = BATCH,
     ) -> None:
         self.proc = InferenceProcessor(models)
-        self.inp, self.out = inp, out
+        self.inp, self.out, self.batch = inp, out, batch
 
     def status(self) -> dict[str, object]:
         return {
@@ -168,7 +169,7 @@ class InferenceStage:
         try:
             while True:
                 try:
-                    frames = await self.inp.get_many(BATCH)
+                    frames = await self.inp.get_many(self.batch)
                 except QueueClosed:
                     return
                 for item in await loop.run_in_executor(executor, self.proc.process, frames):

@@ -86,7 +86,7 @@ class Pipeline:
                 cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
             )
             self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
-            self.inference = InferenceStage(models, self.frames, self.records)
+            self.inference = InferenceStage(models, self.frames, self.records, cfg.models.batch)
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
