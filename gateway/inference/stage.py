@@ -88,18 +88,24 @@ class InferenceProcessor:
 
     def process(self, frames: list[FeatureFrame]) -> list[FeatureFrame | Score]:
         """The frames in order, each followed by its score when it has one."""
-        # group by model and feature layout (frames of one channel share their names tuple)
-        groups: dict[tuple[int, tuple[str, ...]], tuple[Scorer, list[int]]] = {}
+        # group by asset and feature layout (frames of one channel share their names tuple)
+        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        models = self.models
         for i, f in enumerate(frames):
-            scorer = self.models.get(f.asset)
-            if scorer is not None:
-                groups.setdefault((id(scorer), f.names), (scorer, []))[1].append(i)
+            if f.asset in models:
+                key = (f.asset, f.names)
+                where = groups.get(key)
+                if where is None:
+                    groups[key] = [i]
+                else:
+                    where.append(i)
         scores: dict[int, Score] = {}
-        for (_, names), (scorer, where) in groups.items():
+        for (asset, names), where in groups.items():
+            scorer = models[asset]
             idx = scorer.columns(names)
             if idx is None:
                 continue  # another kind of channel (a scalar, a microphone for a vibration model)
-            x = np.stack([frames[i].values for i in where])[:, idx]
+            x = np.concatenate([frames[i].values for i in where]).reshape(len(where), -1)[:, idx]
             ok = np.isfinite(x).all(axis=1)
             ok &= np.array([frames[i].quality != Quality.BAD for i in where])
             if not ok.all():
