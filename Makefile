@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench soak lint install clean
+.PHONY: demo test bench soak lint install clean models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.soak --minutes 30
+# the shipped anomaly models and their evaluation report (numpy fit, LiteRT flatbuffer export)
+models: $(STAMP)
+	$(BIN)/python models/train.py --out models
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway simulators tests

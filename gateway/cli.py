@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--config", type=Path, default=None)
     st.add_argument("--url", default=None, help="e.g. http://127.0.0.1:9750")
     st.add_argument("--json", action="store_true", help="the raw status snapshot")
+    from gateway.inference.commands import add_models_parser
+
+    add_models_parser(sub)
 
     sim = sub.add_parser("simulate", help="serve simulated machines over Modbus TCP / OPC UA")
     sim.add_argument(
@@ -108,6 +111,16 @@ def cmd_check_config(path: Path) -> int:
     if errors:
         _print_config_error(ConfigError(errors))
         return EXIT_CONFIG
+    if cfg.models.assets:
+        from gateway.inference.stage import load_models
+
+        try:
+            load_models(
+                cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
+            )
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return EXIT_CONFIG
     print("ok")
     return EXIT_OK
 
@@ -206,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             _print_config_error(exc)
             return EXIT_CONFIG
+    if args.command == "models":
+        from gateway.inference.commands import main_models
+
+        return main_models(args)
     if args.command == "replay":
         from gateway.replay import main_replay
 

@@ -21,7 +21,9 @@ class QueueConfig(StrictModel):
 class QueuesConfig(StrictModel):
     #: collectors -> DSP: a slow DSP must not stall polling, so the oldest block goes.
     samples: QueueConfig = QueueConfig(size=512, when_full="drop_oldest")
-    #: DSP -> store: block, so nothing computed is lost while the store catches up.
+    #: DSP -> inference (only with models): block, every frame gets scored.
+    frames: QueueConfig = QueueConfig(size=1024, when_full="block")
+    #: DSP (or inference) -> store: block, so nothing computed is lost while the store catches up.
     records: QueueConfig = QueueConfig(size=1024, when_full="block")
 
 

@@ -186,7 +186,7 @@ def _inference(inf: Mapping[str, Any]) -> Iterator[Metric]:
     lat = GaugeMetricFamily("pdm_inference_latency_seconds", "Mean inference time per frame")
     lat.add_metric([], _num(inf.get("latency_s")))
     scored = CounterMetricFamily("pdm_inference_scores", "Scores produced")
-    scored.add_metric([], _num(inf.get("scores")))
+    scored.add_metric([], _num(inf.get("scored")))
     models = GaugeMetricFamily(
         "pdm_model_active",
         "1 per active (or shadow) model",

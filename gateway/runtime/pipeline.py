@@ -2,6 +2,9 @@
 
     collectors --samples queue--> dsp --records queue--> store writer --> journal (SQLite)
 
+With models configured (``models.assets``), inference sits between DSP and the store:
+dsp --frames queue--> inference --records queue (frames and scores)--> store writer.
+
 Shutdown order (``stop``): collectors are cancelled (no new data), the samples queue is closed and
 the DSP stage drains it, then the records queue is closed and the store writer writes everything
 still queued and returns; finally the journal is closed. The whole drain is bounded by
@@ -19,8 +22,9 @@ from gateway.collectors.modbus.collector import ModbusCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
-from gateway.core.records import FeatureFrame, Reading, SampleBlock
+from gateway.core.records import FeatureFrame, Reading, SampleBlock, Score
 from gateway.dsp.stage import DspStage
+from gateway.inference.stage import InferenceStage, load_models
 from gateway.runtime.health import assess
 from gateway.runtime.http import HttpEndpoint
 from gateway.runtime.looplag import LoopLagMonitor
@@ -56,8 +60,6 @@ def ignored_sections(cfg: GatewayConfig) -> list[str]:
         out.append("opcua_server: the OPC UA server is not available in this version")
     if cfg.alerts.rules:
         out.append("alerts.rules: alert evaluation is not available in this version")
-    if cfg.models.assets:
-        out.append("models.assets: inference is not available in this version")
     return out
 
 
@@ -79,9 +81,17 @@ class Pipeline:
         self.samples: BoundedQueue[SampleBlock | Reading] = BoundedQueue(
             "samples", q.samples.size, q.samples.when_full
         )
-        self.records: BoundedQueue[FeatureFrame] = BoundedQueue(
+        self.records: BoundedQueue[FeatureFrame | Score] = BoundedQueue(
             "records", q.records.size, q.records.when_full
         )
+        self.inference: InferenceStage | None = None
+        self.frames: BoundedQueue[FeatureFrame] | None = None
+        if cfg.models.assets:
+            models = load_models(
+                cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
+            )
+            self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
+            self.inference = InferenceStage(models, self.frames, self.records, cfg.models.batch)
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
@@ -91,7 +101,7 @@ class Pipeline:
             dict(cfg.channels),
             dict(cfg.assets),
             self.samples,
-            self.records,
+            self.frames if self.frames is not None else self.records,  # type: ignore[arg-type]
             self.clock,
             on_frame,
         )
@@ -102,6 +112,7 @@ class Pipeline:
         self.store: StoreWriter | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
+        self._inference_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
         self.http: HttpEndpoint | None = None
         if cfg.runtime.http.enabled:
@@ -119,6 +130,8 @@ class Pipeline:
         self.journal = Journal(self.cfg.store_path(), self.cfg.store.synchronous)
         self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
+        if self.inference is not None:
+            self._inference_task = self.supervisor.start(self.inference)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
         self._lag_task = self.supervisor.start(self.loop_lag)
@@ -148,17 +161,30 @@ class Pipeline:
                 await self.samples.close()
                 if self._dsp_task:
                     await self._dsp_task
+                if self.frames is not None:
+                    await self.frames.close()
+                if self._inference_task:
+                    await self._inference_task
                 await self.records.close()
                 if self._store_task:
                     await self._store_task
         except TimeoutError:
             complete = False
-            left = len(self.samples) + len(self.records)
+            left = len(self.samples) + len(self.records) + len(self.frames or ())
             left += self.store.pending if self.store else 0
             log.warning(
                 "shutdown deadline (%.1fs) passed: %d queued item(s) not processed", deadline, left
             )
-            rest = [t for t in (*self._collector_tasks, self._dsp_task, self._store_task) if t]
+            rest = [
+                t
+                for t in (
+                    *self._collector_tasks,
+                    self._dsp_task,
+                    self._inference_task,
+                    self._store_task,
+                )
+                if t
+            ]
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
@@ -177,8 +203,9 @@ class Pipeline:
             "gateway": self.cfg.gateway.name,
             "stages": self.supervisor.status(),
             "devices": {c.device_id: c.status() for c in self.collectors},
-            "queues": {q.name: q.stats() for q in (self.samples, self.records)},
+            "queues": {q.name: q.stats() for q in (self.samples, self.frames, self.records) if q is not None},
             "dsp": self.dsp.status(),
+            "inference": self.inference.status() if self.inference else {},
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.core.records import FeatureFrame
+from gateway.core.records import FeatureFrame, Score
 from gateway.store.journal import Row
 
 
@@ -22,3 +22,25 @@ def frame_row(f: FeatureFrame) -> Row:
             "units": dict(zip(f.names, f.units, strict=True)),
         },
     )
+
+
+def score_row(s: Score) -> Row:
+    """A ``Score`` as a ``score`` row."""
+    return Row(
+        kind="score",
+        ts_ns=s.ts_ns,
+        asset=s.asset,
+        channel=s.channel,
+        model_version=s.model_version,
+        payload={
+            "model_id": s.model_id,
+            "model_version": s.model_version,
+            "score": s.score,
+            "threshold": s.threshold,
+            "shadow": s.shadow,
+        },
+    )
+
+
+def record_row(r: FeatureFrame | Score) -> Row:
+    return score_row(r) if isinstance(r, Score) else frame_row(r)
