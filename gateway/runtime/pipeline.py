@@ -203,7 +203,11 @@ class Pipeline:
             "gateway": self.cfg.gateway.name,
             "stages": self.supervisor.status(),
             "devices": {c.device_id: c.status() for c in self.collectors},
-            "queues": {q.name: q.stats() for q in (self.samples, self.frames, self.records) if q is not None},
+            "queues": {
+                q.name: q.stats()
+                for q in (self.samples, self.frames, self.records)
+                if q is not None
+            },
             "dsp": self.dsp.status(),
             "inference": self.inference.status() if self.inference else {},
             "loop_lag": self.loop_lag.status(),
