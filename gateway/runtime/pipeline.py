@@ -1,6 +1,7 @@
 """Build the pipeline from config, run it under supervision, and drain it in order.
 
-    collectors --samples queue--> dsp --records queue--> store writer --> journal (SQLite)
+    collectors --samples queue--> dsp --scored queue--> alerts --records queue--> store writer
+    --> journal (SQLite); the alert stage also updates the OPC UA server when it is enabled.
 
 Shutdown order (``stop``): collectors are cancelled (no new data), the samples queue is closed and
 the DSP stage drains it, then the records queue is closed and the store writer writes everything
@@ -15,11 +16,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from gateway.alerts.stage import AlertStage
 from gateway.collectors.modbus.collector import ModbusCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
-from gateway.core.records import FeatureFrame, Reading, SampleBlock
+from gateway.core.records import AlertEvent, FeatureFrame, Reading, SampleBlock, Score
 from gateway.dsp.stage import DspStage
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
@@ -47,10 +49,6 @@ def ignored_sections(cfg: GatewayConfig) -> list[str]:
             "uplink.influxdb: forwarding is not available in this version; "
             "records stay in the local store"
         )
-    if cfg.opcua_server.enabled:
-        out.append("opcua_server: the OPC UA server is not available in this version")
-    if cfg.alerts.rules:
-        out.append("alerts.rules: alert evaluation is not available in this version")
     if cfg.models.assets:
         out.append("models.assets: inference is not available in this version")
     return out
@@ -74,8 +72,12 @@ class Pipeline:
         self.samples: BoundedQueue[SampleBlock | Reading] = BoundedQueue(
             "samples", q.samples.size, q.samples.when_full
         )
-        self.records: BoundedQueue[FeatureFrame] = BoundedQueue(
+        self.records: BoundedQueue[FeatureFrame | Score | AlertEvent] = BoundedQueue(
             "records", q.records.size, q.records.when_full
+        )
+        #: frames and scores on their way to the alert stage (same bounds as records)
+        self.scored: BoundedQueue[FeatureFrame | Score] = BoundedQueue(
+            "scored", q.records.size, q.records.when_full
         )
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
@@ -86,9 +88,12 @@ class Pipeline:
             dict(cfg.channels),
             dict(cfg.assets),
             self.samples,
-            self.records,
+            self.scored,  # type: ignore[arg-type]  # (DSP puts FeatureFrames only)
             self.clock,
             on_frame,
+        )
+        self.alerts = AlertStage(
+            cfg.alerts, dict(cfg.assets), self.scored, self.records, self.clock, self._sources
         )
         self.supervisor = Supervisor(self.clock, cfg.runtime.restart, cfg.runtime.healthy_after_s)
         self.loop_lag = LoopLagMonitor(self.clock)
@@ -97,6 +102,7 @@ class Pipeline:
         self.store: StoreWriter | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
+        self._alerts_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -106,6 +112,7 @@ class Pipeline:
         self.journal = Journal(self.cfg.store_path(), self.cfg.store.synchronous)
         self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
+        self._alerts_task = self.supervisor.start(self.alerts)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
         self._lag_task = self.supervisor.start(self.loop_lag)
@@ -131,17 +138,21 @@ class Pipeline:
                 await self.samples.close()
                 if self._dsp_task:
                     await self._dsp_task
+                await self.scored.close()
+                if self._alerts_task:
+                    await self._alerts_task
                 await self.records.close()
                 if self._store_task:
                     await self._store_task
         except TimeoutError:
             complete = False
-            left = len(self.samples) + len(self.records)
+            left = len(self.samples) + len(self.scored) + len(self.records)
             left += self.store.pending if self.store else 0
             log.warning(
                 "shutdown deadline (%.1fs) passed: %d queued item(s) not processed", deadline, left
             )
-            rest = [t for t in (*self._collector_tasks, self._dsp_task, self._store_task) if t]
+            stages = (self._dsp_task, self._alerts_task, self._store_task)
+            rest = [t for t in (*self._collector_tasks, *stages) if t]
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
@@ -154,12 +165,19 @@ class Pipeline:
         )
         return complete
 
+    def _sources(self) -> dict[str, bool]:
+        """Channel -> whether its collector's device answers (for sensor alerts)."""
+        return {
+            ch: c.state != "unreachable" for c in self.collectors for _, ch in c.cfg.channels()
+        }
+
     def status(self) -> dict[str, object]:
         return {
             "stages": self.supervisor.status(),
             "devices": {c.device_id: c.status() for c in self.collectors},
-            "queues": {q.name: q.stats() for q in (self.samples, self.records)},
+            "queues": {q.name: q.stats() for q in (self.samples, self.scored, self.records)},
             "dsp": self.dsp.status(),
+            "alerts": self.alerts.status(),
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }

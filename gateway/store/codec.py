@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.core.records import FeatureFrame
+from gateway.core.records import AlertEvent, FeatureFrame, Score
 from gateway.store.journal import Row
 
 
@@ -22,3 +22,49 @@ def frame_row(f: FeatureFrame) -> Row:
             "units": dict(zip(f.names, f.units, strict=True)),
         },
     )
+
+
+def score_row(s: Score) -> Row:
+    """A ``Score`` as a ``score`` row."""
+    return Row(
+        kind="score",
+        ts_ns=s.ts_ns,
+        asset=s.asset,
+        channel=s.channel,
+        model_version=s.model_version,
+        payload={
+            "model_id": s.model_id,
+            "score": float(s.score),
+            "threshold": float(s.threshold),
+            "shadow": s.shadow,
+        },
+    )
+
+
+def alert_row(e: AlertEvent) -> Row:
+    """An ``AlertEvent`` (a lifecycle transition) as an ``alert`` row."""
+    return Row(
+        kind="alert",
+        ts_ns=e.ts_ns,
+        asset=e.asset,
+        channel=e.channel,
+        model_version=e.model_version,
+        payload={
+            "alert_id": e.alert_id,
+            "rule": e.rule,
+            "state": e.state.value,
+            "severity": e.severity.name.lower(),
+            "category": e.category,
+            "message": e.message,
+            "top_features": [[n, float(z)] for n, z in e.top_features],
+        },
+    )
+
+
+def record_row(r: FeatureFrame | Score | AlertEvent) -> Row:
+    """Any record of the ``records`` queue as its journal row."""
+    if isinstance(r, FeatureFrame):
+        return frame_row(r)
+    if isinstance(r, Score):
+        return score_row(r)
+    return alert_row(r)

@@ -14,9 +14,9 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.core.clock import Clock
-from gateway.core.records import FeatureFrame
+from gateway.core.records import AlertEvent, FeatureFrame, Score
 from gateway.runtime.queues import BoundedQueue, QueueClosed
-from gateway.store.codec import frame_row
+from gateway.store.codec import record_row
 from gateway.store.config import StoreConfig
 from gateway.store.journal import Journal, Row
 
@@ -27,7 +27,11 @@ class StoreWriter:
     name = "store"
 
     def __init__(
-        self, cfg: StoreConfig, journal: Journal, inp: BoundedQueue[FeatureFrame], clock: Clock
+        self,
+        cfg: StoreConfig,
+        journal: Journal,
+        inp: BoundedQueue[FeatureFrame | Score | AlertEvent],
+        clock: Clock,
     ) -> None:
         self.cfg, self.journal, self.inp, self.clock = cfg, journal, inp, clock
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
@@ -63,7 +67,7 @@ class StoreWriter:
                     items = await self.inp.get_many(self.cfg.batch_max - len(self._pending))
                 if not self._pending:
                     first_at = loop.time()
-                self._pending += [frame_row(f) for f in items]
+                self._pending += [record_row(f) for f in items]
             except TimeoutError:
                 pass
             except QueueClosed:
