@@ -23,6 +23,8 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.records import AlertEvent, FeatureFrame, Reading, SampleBlock, Score
 from gateway.dsp.stage import DspStage
+from gateway.opcua_server.layout import layout_from_config
+from gateway.opcua_server.server import GatewayOpcUaServer
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.supervisor import Supervisor
@@ -95,6 +97,19 @@ class Pipeline:
         self.alerts = AlertStage(
             cfg.alerts, dict(cfg.assets), self.scored, self.records, self.clock, self._sources
         )
+        self.opcua_server: GatewayOpcUaServer | None = None
+        if cfg.opcua_server.enabled:
+            layout = layout_from_config(dict(cfg.assets), dict(cfg.channels), cfg.dsp)
+            self.opcua_server = GatewayOpcUaServer(
+                cfg.opcua_server,
+                layout,
+                self.clock,
+                cfg.gateway.state_dir,
+                application_uri=f"urn:{cfg.gateway.name}:pdm-gateway",
+                sources=self._sources,
+            )
+            self.opcua_server.acknowledger = self.alerts
+            self.alerts.publishers.append(self.opcua_server)
         self.supervisor = Supervisor(self.clock, cfg.runtime.restart, cfg.runtime.healthy_after_s)
         self.loop_lag = LoopLagMonitor(self.clock)
         self._lag_task: asyncio.Task[None] | None = None
@@ -110,6 +125,8 @@ class Pipeline:
         for warning in ignored_sections(self.cfg):
             log.warning("%s", warning)
         self.journal = Journal(self.cfg.store_path(), self.cfg.store.synchronous)
+        if self.opcua_server is not None:
+            await self.opcua_server.start()
         self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
         self._alerts_task = self.supervisor.start(self.alerts)
@@ -156,6 +173,8 @@ class Pipeline:
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
+        if self.opcua_server is not None:
+            await self.opcua_server.stop()
         if self.store:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info(
