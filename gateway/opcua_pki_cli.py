@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     untrust.add_argument("ref")
     sub.add_parser("list", parents=[store], help="list trusted and rejected certificates")
+    from gateway.opcua_server.cli import add_hash_password
+
+    add_hash_password(sub)
 
 
 def pki_root(args: argparse.Namespace) -> Path:
@@ -49,6 +52,10 @@ def main(args: argparse.Namespace) -> int:
     from gateway.core.errors import ConfigError
     from gateway.opcua_pki import Pki, PkiError
 
+    if args.opcua_command == "hash-password":
+        from gateway.opcua_server.cli import hash_password_main
+
+        return hash_password_main(args)
     try:
         pki = Pki(pki_root(args))
     except ConfigError as exc:

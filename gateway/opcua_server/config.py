@@ -5,8 +5,9 @@ SignAndEncrypt). Clients log in with a user name and password (``users``, passwo
 hashes made by ``pdm-gateway opcua hash-password``), with an X.509 user certificate listed in
 ``certificate_users``, or anonymously when ``allow_anonymous``. Roles: ``read`` (HMI: browse,
 read, subscribe) and ``operator`` (also acknowledges alerts and promotes/rolls back models).
-Client application certificates are checked against the trust list in ``pki_dir`` (relative to
-the state dir) when ``trust_clients`` is ``"pki"``.
+Client application certificates are checked against the trust list in ``<state_dir>/pki``
+(``pdm-gateway opcua trust|untrust|list``) when ``trust_clients`` is ``"pki"``; the server's own
+certificate is created there too.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class OpcUaServerConfig(StrictModel):
     #: ``pki``: client certificates must be in the trust list (``pdm-gateway opcua trust``);
     #: ``any``: any client certificate is accepted (tests, closed networks)
     trust_clients: Literal["pki", "any"] = "pki"
-    pki_dir: Path = Path("pki")
     #: a channel (or an asset's score) with no update for this long is Bad (stale)
     stale_after_s: float = Field(10.0, gt=0, le=3600)
     #: EURange of features, by feature name: ``[low, high]`` (default ``[0, 0]``: not known)

@@ -115,7 +115,7 @@ class GatewayOpcUaServer:
     ) -> None:
         self.cfg, self.layout, self.clock = cfg, tuple(layout), clock
         self.application_uri, self.sources = application_uri, sources
-        self.pki = Pki(state_dir / cfg.pki_dir)
+        self.pki = Pki(state_dir / "pki")
         self.acknowledger: Acknowledger | None = None
         self.model_registry: ModelRegistryHook | None = None
         self.users = GatewayUsers(cfg, {})
