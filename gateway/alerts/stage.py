@@ -19,14 +19,14 @@ from gateway.alerts.config import AlertsConfig
 from gateway.alerts.engine import AlertEngine
 from gateway.config.plant import Asset
 from gateway.core.clock import Clock
-from gateway.core.records import AlertEvent, FeatureFrame, Score
+from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
 from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
 BATCH = 256
 
 Scored = FeatureFrame | Score
-Record = FeatureFrame | Score | AlertEvent
+Record = FeatureFrame | Score | AlertEvent | ActionRecord
 #: channel -> True while the device feeding it answers
 SourceStates = Callable[[], dict[str, bool]]
 

@@ -16,12 +16,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from gateway.alerts.actions import ActionRunner
 from gateway.alerts.stage import AlertStage
 from gateway.collectors.modbus.collector import ModbusCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
-from gateway.core.records import AlertEvent, FeatureFrame, Reading, SampleBlock, Score
+from gateway.core.records import (
+    ActionRecord,
+    AlertEvent,
+    FeatureFrame,
+    Reading,
+    SampleBlock,
+    Score,
+)
 from gateway.dsp.stage import DspStage
 from gateway.opcua_server.layout import layout_from_config
 from gateway.opcua_server.server import GatewayOpcUaServer
@@ -74,7 +82,7 @@ class Pipeline:
         self.samples: BoundedQueue[SampleBlock | Reading] = BoundedQueue(
             "samples", q.samples.size, q.samples.when_full
         )
-        self.records: BoundedQueue[FeatureFrame | Score | AlertEvent] = BoundedQueue(
+        self.records: BoundedQueue[FeatureFrame | Score | AlertEvent | ActionRecord] = BoundedQueue(
             "records", q.records.size, q.records.when_full
         )
         #: frames and scores on their way to the alert stage (same bounds as records)
@@ -97,6 +105,15 @@ class Pipeline:
         self.alerts = AlertStage(
             cfg.alerts, dict(cfg.assets), self.scored, self.records, self.clock, self._sources
         )
+        self.actions: ActionRunner | None = None
+        if any(r.action is not None for r in cfg.alerts.rules.values()):
+            self.actions = ActionRunner(
+                dict(cfg.alerts.rules),
+                cfg.gateway.state_dir / "alert-actions.json",
+                self.records,  # type: ignore[arg-type]  # (it puts ActionRecords only)
+                self.clock,
+            )
+            self.alerts.listeners.append(self.actions)
         self.opcua_server: GatewayOpcUaServer | None = None
         if cfg.opcua_server.enabled:
             layout = layout_from_config(dict(cfg.assets), dict(cfg.channels), cfg.dsp)
@@ -118,6 +135,7 @@ class Pipeline:
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._alerts_task: asyncio.Task[None] | None = None
+        self._actions_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -129,6 +147,8 @@ class Pipeline:
             await self.opcua_server.start()
         self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
+        if self.actions is not None:
+            self._actions_task = self.supervisor.start(self.actions)
         self._alerts_task = self.supervisor.start(self.alerts)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
@@ -158,6 +178,10 @@ class Pipeline:
                 await self.scored.close()
                 if self._alerts_task:
                     await self._alerts_task
+                if self.actions is not None:
+                    await self.actions.inp.close()
+                if self._actions_task:
+                    await self._actions_task
                 await self.records.close()
                 if self._store_task:
                     await self._store_task
@@ -168,7 +192,7 @@ class Pipeline:
             log.warning(
                 "shutdown deadline (%.1fs) passed: %d queued item(s) not processed", deadline, left
             )
-            stages = (self._dsp_task, self._alerts_task, self._store_task)
+            stages = (self._dsp_task, self._alerts_task, self._actions_task, self._store_task)
             rest = [t for t in (*self._collector_tasks, *stages) if t]
             for task in rest:
                 task.cancel()

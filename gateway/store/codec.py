@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.core.records import AlertEvent, FeatureFrame, Score
+from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
 from gateway.store.journal import Row
 
 
@@ -61,10 +61,31 @@ def alert_row(e: AlertEvent) -> Row:
     )
 
 
-def record_row(r: FeatureFrame | Score | AlertEvent) -> Row:
+def action_row(a: ActionRecord) -> Row:
+    """An ``ActionRecord`` (audit of an alert action) as an ``action`` row."""
+    return Row(
+        kind="action",
+        ts_ns=a.ts_ns,
+        asset=a.asset,
+        channel="",
+        payload={
+            "alert_id": a.alert_id,
+            "rule": a.rule,
+            "transition": a.transition.value,
+            "target": a.target,
+            "value": a.value,
+            "outcome": a.outcome,
+            "detail": a.detail,
+        },
+    )
+
+
+def record_row(r: FeatureFrame | Score | AlertEvent | ActionRecord) -> Row:
     """Any record of the ``records`` queue as its journal row."""
     if isinstance(r, FeatureFrame):
         return frame_row(r)
     if isinstance(r, Score):
         return score_row(r)
+    if isinstance(r, ActionRecord):
+        return action_row(r)
     return alert_row(r)
