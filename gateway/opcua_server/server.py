@@ -33,7 +33,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asyncua import ua
 from asyncua.common.structures104 import new_enum
@@ -85,19 +85,21 @@ _POLICIES = {
 SourceStates = Callable[[], dict[str, bool]]
 
 
-def _ts(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
+def _ts(ns: int) -> ua.DateTime:
+    return cast(ua.DateTime, dt.datetime.fromtimestamp(ns / 1e9, dt.UTC))
 
 
 class _Tracked:
     """Staleness of one channel (or of an asset's score, channel ``""``)."""
 
-    __slots__ = ("asset", "channel", "nodes", "seen", "state")
+    __slots__ = ("asset", "by_names", "channel", "nodes", "seen", "state")
 
     def __init__(self, asset: str, channel: str, nodes: list[ua.NodeId]) -> None:
         self.asset, self.channel, self.nodes = asset, channel, nodes
         self.seen: float | None = None  # clock.monotonic() of the latest update
         self.state = "Bad"
+        #: a frame's feature names -> their nodes in that order (None: not in the layout)
+        self.by_names: dict[tuple[str, ...], list[ua.NodeId | None]] = {}
 
 
 class GatewayOpcUaServer:
@@ -349,17 +351,20 @@ class GatewayOpcUaServer:
                     continue
                 status = _STATUS[item.quality]
                 src = _ts(item.end_ts_ns)
-                fb = f"Assets.{item.asset}.Features.{item.channel}."
-                for name, v in zip(item.names, item.values.tolist(), strict=True):
-                    nid = ids.get(fb + name)
-                    if nid is not None:
-                        writes[nid] = datavalue(
+                targets = t.by_names.get(item.names)
+                if targets is None:
+                    fb = f"Assets.{item.asset}.Features.{item.channel}."
+                    targets = t.by_names[item.names] = [ids.get(fb + n) for n in item.names]
+                for node, v in zip(targets, item.values.tolist(), strict=True):
+                    if node is not None:
+                        writes[node] = ua.DataValue(
                             ua.Variant(v, ua.VariantType.Double), status, src, server_ts
                         )
                 q = item.quality.name.capitalize()
-                writes[ids[f"Assets.{item.asset}.Channels.{item.channel}.Status"]] = datavalue(
-                    ua.Variant(q, ua.VariantType.String), _GOOD, src, server_ts
-                )
+                if q != t.state:
+                    writes[ids[f"Assets.{item.asset}.Channels.{item.channel}.Status"]] = datavalue(
+                        ua.Variant(q, ua.VariantType.String), _GOOD, src, server_ts
+                    )
                 t.seen, t.state = mono, q
             elif not item.shadow:
                 t = self._tracked.get((item.asset, ""))
