@@ -1,5 +1,5 @@
-"""Alert actions: write an output (a Modbus coil or holding register) when a rule's alert is
-raised or cleared. Off unless a rule has an ``action``.
+"""Alert actions: write an output (a Modbus coil or holding register, or an OPC UA variable)
+when a rule's alert is raised or cleared. Off unless a rule has an ``action``.
 
 ``ActionRunner`` is a stage fed by the alert stage (``on_events``, as an ``AlertListener``): it
 handles transitions one at a time, in order, so the alert stage never waits on a device.
@@ -18,16 +18,21 @@ Drains its input on close, then returns.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from gateway.alerts.config import AlertRule, ModbusAction
+from gateway.alerts.config import AlertRule, ModbusAction, OpcUaAction
 from gateway.core.clock import Clock
 from gateway.core.configbase import Backoff
 from gateway.core.errors import PermanentError, TransientError
@@ -36,12 +41,54 @@ from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[ModbusAction, int], Awaitable[None]]
+Target = ModbusAction | OpcUaAction
+Writer = Callable[[Target, float], Awaitable[None]]
 RETRY = Backoff(initial_s=0.5, max_s=5.0, factor=2.0, jitter=0.0)
 
 
-def describe(t: ModbusAction) -> str:
+def describe(t: Target) -> str:
+    if isinstance(t, OpcUaAction):
+        return f"{t.endpoint}#{t.node_id}"
     return f"modbus://{t.host}:{t.port}/{t.device_id}/{t.table}/{t.address}"
+
+
+async def write_target(t: Target, value: float) -> None:
+    """Write ``value`` to a Modbus or OPC UA target (see ``write_modbus``, ``write_opcua``)."""
+    if isinstance(t, OpcUaAction):
+        await write_opcua(t, value)
+    else:
+        await write_modbus(t, int(value))
+
+
+async def write_opcua(t: OpcUaAction, value: float) -> None:
+    """Write ``value`` (converted to ``t.data_type``) to the variable, one session per write.
+    ``TransientError`` if the server cannot be reached, ``PermanentError`` if it refuses."""
+    client = Client(t.endpoint, timeout=t.timeout_s)
+    if t.username is not None:
+        client.set_user(t.username)
+        client.set_password(t.password or "")
+    vtype = ua.VariantType[t.data_type]
+    v: float | int | bool = (
+        bool(value)
+        if t.data_type == "Boolean"
+        else float(value)
+        if t.data_type in ("Float", "Double")
+        else int(value)
+    )
+    try:
+        async with asyncio.timeout(t.timeout_s):
+            await client.connect()
+    except (OSError, TimeoutError, UaError) as exc:
+        raise TransientError(f"{t.endpoint} unreachable: {exc}") from exc
+    try:
+        await client.get_node(t.node_id).write_value(ua.DataValue(ua.Variant(v, vtype)))
+    except UaStatusCodeError as exc:
+        raise PermanentError(f"server refused the write: {exc}") from exc
+    except (OSError, TimeoutError, UaError) as exc:
+        raise TransientError(f"{t.endpoint}: {exc}") from exc
+    finally:
+        with contextlib.suppress(OSError, TimeoutError, UaError):
+            await client.disconnect()
 
 
 async def write_modbus(t: ModbusAction, value: int) -> None:
@@ -72,7 +119,7 @@ class ActionRunner:
         state_path: Path,
         out: BoundedQueue[ActionRecord],
         clock: Clock,
-        writer: Writer = write_modbus,
+        writer: Writer = write_target,
         attempts: int = 3,
     ) -> None:
         self.rules = {n: r for n, r in rules.items() if r.action is not None}
@@ -137,11 +184,11 @@ class ActionRunner:
             return self._audit(ev, value, "written")
         return self._audit(ev, value, "failed", error)
 
-    def _audit(self, ev: AlertEvent, value: int, outcome: str, detail: str = "") -> ActionRecord:
+    def _audit(self, ev: AlertEvent, value: float, outcome: str, detail: str = "") -> ActionRecord:
         self.counts[outcome] += 1
         target = describe(self.rules[ev.rule].action.target)  # type: ignore[union-attr]
         level = logging.WARNING if outcome == "failed" else logging.INFO
-        log.log(level, "alert action %s: %s %s := %d %s", ev.rule, outcome, target, value, detail)
+        log.log(level, "alert action %s: %s %s := %g %s", ev.rule, outcome, target, value, detail)
         return ActionRecord(
             ev.alert_id,
             ev.asset,

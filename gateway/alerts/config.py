@@ -43,13 +43,30 @@ class ModbusAction(StrictModel):
     timeout_s: float = Field(2.0, gt=0, le=60)
 
 
+class OpcUaAction(StrictModel):
+    """Write a variable of an OPC UA server (security None; user and password optional, e.g.
+    ``password = "${BEACON_PASSWORD}"``)."""
+
+    kind: Literal["opcua"] = "opcua"
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    node_id: str = Field(min_length=1, examples=["ns=2;s=Line1.Beacon"])
+    data_type: Literal["Boolean", "Int16", "UInt16", "Int32", "UInt32", "Float", "Double"] = (
+        "Boolean"
+    )
+    on_raise: float = 1
+    on_clear: float = 0
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
 class AlertAction(StrictModel):
     """An output written when the rule's alert is raised and when it clears (off unless set).
 
-    ``min_interval_s`` rate-limits writes per rule: a transition that comes sooner is not
-    written (it is audited as suppressed)."""
+    ``min_interval_s`` rate-limits writes per rule: a transition that comes sooner waits for
+    its turn (it is not dropped)."""
 
-    target: ModbusAction
+    target: ModbusAction | OpcUaAction
     min_interval_s: float = Field(1.0, ge=0)
 
 

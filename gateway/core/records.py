@@ -177,6 +177,6 @@ class ActionRecord:
     transition: AlertState
     ts_ns: int
     target: str
-    value: int
+    value: float
     outcome: str
     detail: str = ""

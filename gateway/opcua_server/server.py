@@ -11,8 +11,8 @@ Address space (namespace ``namespace_uri``, string node ids ``Assets.<asset>.<pa
                           /ActiveAlerts          Int32 count; ActiveAlertIds String[]
                           /ModelVersion          String "<model id> <version>"
                           /LastUpdate            DateTime of the latest frame or score
-                          /Channels/<ch>/Status  String Good | Uncertain | Bad | Stale | SourceDown
-                                                 (itself always readable: status Good)
+                          /Channels/<ch>/Status  String NoData | Good | Uncertain | Bad | Stale
+                                                 | SourceDown (always readable: status Good)
                           /Features/<ch>/<name>  Double, AnalogItemType (EURange, EngineeringUnits)
 
 Value status follows the data: a frame's quality (Good, Uncertain, Bad); a channel (or an asset's
@@ -97,7 +97,7 @@ class _Tracked:
     def __init__(self, asset: str, channel: str, nodes: list[ua.NodeId]) -> None:
         self.asset, self.channel, self.nodes = asset, channel, nodes
         self.seen: float | None = None  # clock.monotonic() of the latest update
-        self.state = "Bad"
+        self.state = "NoData"
         #: a frame's feature names -> their nodes in that order (None: not in the layout)
         self.by_names: dict[tuple[str, ...], list[ua.NodeId | None]] = {}
 
@@ -257,7 +257,7 @@ class GatewayOpcUaServer:
             for c in a.channels:
                 cb = f"{base}.Channels.{c.name}"
                 items.append(_object(self._nid(cb), c.name, chans))
-                self._var(items, self._ids[cb], cb, "Status", ua.Variant("Bad", str_arg))
+                self._var(items, self._ids[cb], cb, "Status", ua.Variant("NoData", str_arg))
                 fb = f"{base}.Features.{c.name}"
                 items.append(_object(self._nid(fb), c.name, feats))
                 nodes = []

@@ -210,9 +210,7 @@ class Pipeline:
 
     def _sources(self) -> dict[str, bool]:
         """Channel -> whether its collector's device answers (for sensor alerts)."""
-        return {
-            ch: c.state != "unreachable" for c in self.collectors for _, ch in c.cfg.channels()
-        }
+        return {ch: c.state != "unreachable" for c in self.collectors for _, ch in c.cfg.channels()}
 
     def status(self) -> dict[str, object]:
         return {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asyncua import ua
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.alerts.actions import ActionRunner
@@ -194,3 +195,66 @@ async def test_unreachable_device_is_retried_then_audited_failed(tmp_path: Path)
     assert clock.sleeps == [0.5]  # one retry after the backoff
     assert not (tmp_path / "s.json").exists()  # nothing written, nothing remembered
     await rig.close()
+
+
+async def test_opcua_variable_written_once_per_transition(tmp_path: Path) -> None:
+    from asyncua import Server
+    from asyncua.common.callback import CallbackType
+
+    url = f"opc.tcp://127.0.0.1:{free_port()}/plc/"
+    server = Server()
+    await server.init()
+    server.set_endpoint(url)
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    ns = await server.register_namespace("urn:test:plc")
+    beacon = await server.nodes.objects.add_variable(
+        ua.NodeId("Line1.Beacon", ns), f"{ns}:Beacon", False, ua.VariantType.Boolean
+    )
+    await beacon.set_writable()
+    writes: list[bool] = []
+
+    async def on_write(event: Any, dispatcher: Any) -> None:
+        for w in event.request_params.NodesToWrite:  # (clients' writes of the beacon only)
+            if event.is_external and w.NodeId == beacon.nodeid:
+                writes.append(bool(w.Value.Value.Value))
+
+    server.subscribe_server_callback(CallbackType.PreWrite, on_write)
+    await server.start()
+    try:
+        cfg = AlertsConfig.model_validate(
+            {
+                "rules": {
+                    "anomaly": {
+                        "asset": "m1",
+                        "raise_level": 0.8,
+                        "clear_level": 0.5,
+                        "on_n": 1,
+                        "on_m": 1,
+                        "off_n": 1,
+                        "off_m": 1,
+                        "action": {
+                            "min_interval_s": 0,
+                            "target": {
+                                "endpoint": url,
+                                "node_id": f"ns={ns};s=Line1.Beacon",
+                                "data_type": "Boolean",
+                            },
+                        },
+                    }
+                }
+            }
+        )
+        rig = Rig(cfg, tmp_path / "s.json", FakeClock())
+        for v in (0.9, 0.95, 0.1, 0.2):  # raise, (held), clear
+            await rig.score(v)
+        audits = [await rig.out.get() for _ in range(2)]
+        assert [(a.transition, a.outcome) for a in audits] == [
+            (AlertState.RAISED, "written"),
+            (AlertState.CLEARED, "written"),
+        ]
+        assert audits[0].target == f"{url}#ns={ns};s=Line1.Beacon"
+        assert writes == [True, False]
+        assert await beacon.read_value() is False
+        await rig.close()
+    finally:
+        await server.stop()

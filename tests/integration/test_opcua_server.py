@@ -291,3 +291,39 @@ async def test_stale_channel_turns_bad_within_one_period(rig: Rig) -> None:
         assert dv.Value.Value == 4.5
         assert dv.StatusCode.is_uncertain()
         assert await status.read_value() == "Uncertain"
+
+
+async def test_source_down_turns_channel_bad_at_the_next_check(rig: Rig) -> None:
+    server = rig.server
+    up = {"m1_temp": True}
+    server.sources = lambda: dict(up)
+    t = rig.clock.now_ns()
+    await rig.inp.put(
+        FeatureFrame(
+            "m1",
+            "m1_temp",
+            t,
+            t,
+            t,
+            "s",
+            ("value", "rate_per_min"),
+            ("degC",) * 2,
+            np.array([41.0, 0.0]),
+        )
+    )
+    await rig.out.get()
+    async with client_of(rig.url) as client:
+        value = client.get_node(server.node_id("Assets.m1.Features.m1_temp.value"))
+        status = client.get_node(server.node_id("Assets.m1.Channels.m1_temp.Status"))
+        assert await value.read_value() == 41.0
+        up["m1_temp"] = False  # the collector lost its device
+        await rig.clock.wait_for_sleepers(2)
+        server.checked.clear()
+        rig.clock.advance(server.cfg.stale_after_s / 10)  # one check period, far from stale
+        await server.checked.wait()
+        dv = await value.read_data_value(raise_on_bad_status=False)
+        assert dv.StatusCode.value == ua.StatusCodes.BadNotConnected
+        assert await status.read_value() == "SourceDown"
+        # m2 is unaffected: it never had data
+        other = client.get_node(server.node_id("Assets.m2.Channels.m2_temp.Status"))
+        assert await other.read_value() == "NoData"

@@ -65,6 +65,18 @@ def rule(body: str) -> str:
             "alerts.rules.r1.condition",
             "",
         ),
+        (
+            'asset = "m1"\nraise_level = 1\nclear_level = 0\n[alerts.rules.r1.action]\n'
+            'target = { host = "plc", address = 70000 }',
+            "alerts.rules.r1.action.target.ModbusAction.address",
+            "",
+        ),
+        (
+            'asset = "m1"\nraise_level = 1\nclear_level = 0\n[alerts.rules.r1.action]\n'
+            'target = { endpoint = "http://plc", node_id = "ns=2;s=B" }',
+            "alerts.rules.r1.action.target.OpcUaAction.endpoint",
+            "",
+        ),
     ],
 )
 def test_bad_rule_fails_with_its_path(tmp_path: Path, body: str, path: str, reason: str) -> None:
