@@ -155,7 +155,8 @@ class GatewayOpcUaServer:
             tokens.append(ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)
         if any(m != "None" for m in self.cfg.security_modes) or self.cfg.certificate_users:
-            cert, key = self.pki.ensure_own_certificate(self.application_uri, self.cfg.host)
+            host = "localhost" if self.cfg.host in ("0.0.0.0", "::", "") else self.cfg.host
+            cert, key = self.pki.ensure_own_certificate(self.application_uri, host)
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
             if self.cfg.trust_clients == "pki":
