@@ -201,3 +201,18 @@ async def test_untrusted_client_refused_until_trusted_on_the_command_line(
     assert main(["opcua", "trust", "--pki", root, path]) == 0
     async with session(secured, "hmi", "hmi-pass", pki=stranger) as client:
         assert await client.nodes.server_state.read_value() == ua.ServerState.Running
+
+
+def test_hash_password_command_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("op-secret\n"))
+    assert main(["opcua", "hash-password"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert verify_password("op-secret", out)
+    assert "op-secret" not in out
+    OpcUaServerConfig(users={"op": {"password_hash": out, "role": "operator"}})  # accepted
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["opcua", "hash-password"]) == 1
