@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.alerts.config import AlertsConfig
+from gateway.alerts.config import AlertsConfig, rule_channel_errors
 from gateway.collectors.modbus.config import ModbusDevice
 from gateway.collectors.opcua.config import OpcUaDevice
 from gateway.config.plant import Asset, Channel
@@ -182,6 +182,7 @@ def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
             errors.append((f"alerts.rules.{name}.asset", f"unknown asset {rule.asset!r}"))
         if rule.channel is not None and rule.channel not in cfg.channels:
             errors.append((f"alerts.rules.{name}.channel", f"unknown channel {rule.channel!r}"))
+        errors += rule_channel_errors(name, rule, cfg.assets, cfg.channels)
     for asset in cfg.models.assets:
         if asset not in cfg.assets:
             errors.append((f"models.assets.{asset}", f"unknown asset {asset!r}"))

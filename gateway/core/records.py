@@ -161,3 +161,22 @@ class AlertEvent:
     top_features: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     category: str = "machine"
     channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """The audit of one alert action: an output written (or not) on an alert transition.
+
+    ``outcome`` is ``"written"``, ``"skipped"`` (the output already holds ``value``, e.g. after a
+    restart) or ``"failed"`` (``detail`` says why); ``target`` names the device and address.
+    """
+
+    alert_id: str
+    asset: str
+    rule: str
+    transition: AlertState
+    ts_ns: int
+    target: str
+    value: float
+    outcome: str
+    detail: str = ""

@@ -1,13 +1,15 @@
 """Build the pipeline from config, run it under supervision, and drain it in order.
 
-    collectors --samples queue--> dsp --records queue--> store writer --> journal (SQLite)
+    collectors --samples--> dsp --frames--> inference --scored--> alerts --records--> store
+    writer --> journal (SQLite)
 
-With models configured (``models.assets``), inference sits between DSP and the store:
-dsp --frames queue--> inference --records queue (frames and scores)--> store writer.
+Without models (``models.assets`` empty) DSP writes straight to ``scored``. The alert stage also
+updates the OPC UA server when it is enabled, and hands raised/cleared alerts to the action
+runner (which writes its audit records to ``records``).
 
-Shutdown order (``stop``): collectors are cancelled (no new data), the samples queue is closed and
-the DSP stage drains it, then the records queue is closed and the store writer writes everything
-still queued and returns; finally the journal is closed. The whole drain is bounded by
+Shutdown order (``stop``): collectors are cancelled (no new data); then each queue is closed in
+chain order and the stage reading it drains it and returns (DSP, inference, alerts, actions,
+store writer); finally the journal is closed. The whole drain is bounded by
 ``runtime.shutdown_deadline_s``; past it the remaining stages are cancelled and what was left in
 their queues is reported.
 """
@@ -18,13 +20,24 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from gateway.alerts.actions import ActionRunner
+from gateway.alerts.stage import AlertStage
 from gateway.collectors.modbus.collector import ModbusCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
-from gateway.core.records import FeatureFrame, Reading, SampleBlock, Score
+from gateway.core.records import (
+    ActionRecord,
+    AlertEvent,
+    FeatureFrame,
+    Reading,
+    SampleBlock,
+    Score,
+)
 from gateway.dsp.stage import DspStage
 from gateway.inference.stage import InferenceStage, load_models
+from gateway.opcua_server.layout import layout_from_config
+from gateway.opcua_server.server import GatewayOpcUaServer
 from gateway.runtime.health import assess
 from gateway.runtime.http import HttpEndpoint
 from gateway.runtime.looplag import LoopLagMonitor
@@ -56,11 +69,10 @@ def ignored_sections(cfg: GatewayConfig) -> list[str]:
             "uplink.influxdb: forwarding is not available in this version; "
             "records stay in the local store"
         )
-    if cfg.opcua_server.enabled:
-        out.append("opcua_server: the OPC UA server is not available in this version")
-    if cfg.alerts.rules:
-        out.append("alerts.rules: alert evaluation is not available in this version")
     return out
+
+
+Record = FeatureFrame | Score | AlertEvent | ActionRecord
 
 
 class Pipeline:
@@ -81,8 +93,12 @@ class Pipeline:
         self.samples: BoundedQueue[SampleBlock | Reading] = BoundedQueue(
             "samples", q.samples.size, q.samples.when_full
         )
-        self.records: BoundedQueue[FeatureFrame | Score] = BoundedQueue(
+        self.records: BoundedQueue[Record] = BoundedQueue(
             "records", q.records.size, q.records.when_full
+        )
+        #: frames and scores on their way to the alert stage (same bounds as records)
+        self.scored: BoundedQueue[FeatureFrame | Score] = BoundedQueue(
+            "scored", q.records.size, q.records.when_full
         )
         self.inference: InferenceStage | None = None
         self.frames: BoundedQueue[FeatureFrame] | None = None
@@ -91,7 +107,7 @@ class Pipeline:
                 cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
             )
             self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
-            self.inference = InferenceStage(models, self.frames, self.records, cfg.models.batch)
+            self.inference = InferenceStage(models, self.frames, self.scored, cfg.models.batch)
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
@@ -101,10 +117,35 @@ class Pipeline:
             dict(cfg.channels),
             dict(cfg.assets),
             self.samples,
-            self.frames if self.frames is not None else self.records,  # type: ignore[arg-type]
+            self.frames if self.frames is not None else self.scored,  # type: ignore[arg-type]
             self.clock,
             on_frame,
         )
+        self.alerts = AlertStage(
+            cfg.alerts, dict(cfg.assets), self.scored, self.records, self.clock, self._sources
+        )
+        self.actions: ActionRunner | None = None
+        if any(r.action is not None for r in cfg.alerts.rules.values()):
+            self.actions = ActionRunner(
+                dict(cfg.alerts.rules),
+                cfg.gateway.state_dir / "alert-actions.json",
+                self.records,  # type: ignore[arg-type]  # (it puts ActionRecords only)
+                self.clock,
+            )
+            self.alerts.listeners.append(self.actions)
+        self.opcua_server: GatewayOpcUaServer | None = None
+        if cfg.opcua_server.enabled:
+            layout = layout_from_config(dict(cfg.assets), dict(cfg.channels), cfg.dsp)
+            self.opcua_server = GatewayOpcUaServer(
+                cfg.opcua_server,
+                layout,
+                self.clock,
+                cfg.gateway.state_dir,
+                application_uri=f"urn:{cfg.gateway.name}:pdm-gateway",
+                sources=self._sources,
+            )
+            self.opcua_server.acknowledger = self.alerts
+            self.alerts.publishers.append(self.opcua_server)
         self.supervisor = Supervisor(self.clock, cfg.runtime.restart, cfg.runtime.healthy_after_s)
         self.loop_lag = LoopLagMonitor(self.clock)
         self._lag_task: asyncio.Task[None] | None = None
@@ -113,6 +154,8 @@ class Pipeline:
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._inference_task: asyncio.Task[None] | None = None
+        self._alerts_task: asyncio.Task[None] | None = None
+        self._actions_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
         self.http: HttpEndpoint | None = None
         if cfg.runtime.http.enabled:
@@ -128,8 +171,13 @@ class Pipeline:
         for warning in ignored_sections(self.cfg):
             log.warning("%s", warning)
         self.journal = Journal(self.cfg.store_path(), self.cfg.store.synchronous)
+        if self.opcua_server is not None:
+            await self.opcua_server.start()
         self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
+        if self.actions is not None:
+            self._actions_task = self.supervisor.start(self.actions)
+        self._alerts_task = self.supervisor.start(self.alerts)
         if self.inference is not None:
             self._inference_task = self.supervisor.start(self.inference)
         self._dsp_task = self.supervisor.start(self.dsp)
@@ -144,6 +192,10 @@ class Pipeline:
             len(self.cfg.channels),
             self.cfg.store_path(),
         )
+
+    def _queues(self) -> list[BoundedQueue[object]]:
+        qs = (self.samples, self.frames, self.scored, self.records)
+        return [q for q in qs if q is not None]  # type: ignore[misc]
 
     async def stop(self) -> bool:
         """Drain in order within the deadline. Returns True if the drain completed."""
@@ -165,29 +217,36 @@ class Pipeline:
                     await self.frames.close()
                 if self._inference_task:
                     await self._inference_task
+                await self.scored.close()
+                if self._alerts_task:
+                    await self._alerts_task
+                if self.actions is not None:
+                    await self.actions.inp.close()
+                if self._actions_task:
+                    await self._actions_task
                 await self.records.close()
                 if self._store_task:
                     await self._store_task
         except TimeoutError:
             complete = False
-            left = len(self.samples) + len(self.records) + len(self.frames or ())
+            left = sum(len(q) for q in self._queues())
             left += self.store.pending if self.store else 0
             log.warning(
                 "shutdown deadline (%.1fs) passed: %d queued item(s) not processed", deadline, left
             )
-            rest = [
-                t
-                for t in (
-                    *self._collector_tasks,
-                    self._dsp_task,
-                    self._inference_task,
-                    self._store_task,
-                )
-                if t
-            ]
+            stages = (
+                self._dsp_task,
+                self._inference_task,
+                self._alerts_task,
+                self._actions_task,
+                self._store_task,
+            )
+            rest = [t for t in (*self._collector_tasks, *stages) if t]
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
+        if self.opcua_server is not None:
+            await self.opcua_server.stop()
         if self.store:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info(
@@ -197,19 +256,20 @@ class Pipeline:
         )
         return complete
 
+    def _sources(self) -> dict[str, bool]:
+        """Channel -> whether its collector's device answers (for sensor alerts)."""
+        return {ch: c.state != "unreachable" for c in self.collectors for _, ch in c.cfg.channels()}
+
     def status(self) -> dict[str, object]:
         """Snapshot of every stage's state and counters, plus the overall ``health``."""
         snap: dict[str, object] = {
             "gateway": self.cfg.gateway.name,
             "stages": self.supervisor.status(),
             "devices": {c.device_id: c.status() for c in self.collectors},
-            "queues": {
-                q.name: q.stats()
-                for q in (self.samples, self.frames, self.records)
-                if q is not None
-            },
+            "queues": {q.name: q.stats() for q in self._queues()},
             "dsp": self.dsp.status(),
             "inference": self.inference.status() if self.inference else {},
+            "alerts": self.alerts.status(),
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }

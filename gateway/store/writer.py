@@ -14,7 +14,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.core.clock import Clock
-from gateway.core.records import FeatureFrame, Score
+from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
 from gateway.runtime.queues import BoundedQueue, QueueClosed
 from gateway.store.codec import record_row
 from gateway.store.config import StoreConfig
@@ -30,7 +30,7 @@ class StoreWriter:
         self,
         cfg: StoreConfig,
         journal: Journal,
-        inp: BoundedQueue[FeatureFrame | Score],
+        inp: BoundedQueue[FeatureFrame | Score | AlertEvent | ActionRecord],
         clock: Clock,
     ) -> None:
         self.cfg, self.journal, self.inp, self.clock = cfg, journal, inp, clock

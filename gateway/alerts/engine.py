@@ -1,0 +1,292 @@
+"""The alarm state machine: pure and clock-driven (time only comes in through its arguments).
+
+One ``RuleState`` per configured rule (a rule names one asset). Inputs are feature frames,
+scores, clock ticks and source (collector) states; outputs are ``AlertEvent`` transitions:
+
+    (inactive) --raise--> RAISED --acknowledge--> ACKNOWLEDGED --clear--> CLEARED
+                             \\------------------------------------clear--> CLEARED (unacknowledged)
+
+Delays: a rule raises when its value reached the raise level in ``on_n`` of the last ``on_m``
+windows evaluated while inactive, and clears when it was below the clear level in ``off_n`` of
+the last ``off_m`` windows evaluated while active; both histories restart at each transition.
+Stale ticks and a disconnected source raise a sensor alert at once (the delay is the timeout).
+Alert ids are ``<rule>@<raise timestamp ns>``: unique and stable across restarts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from gateway.alerts import iso20816
+from gateway.alerts.baseline import Baseline
+from gateway.alerts.config import AlertRule, AlertsConfig
+from gateway.config.plant import Asset
+from gateway.core.records import AlertEvent, AlertState, FeatureFrame, Quality, Score, Severity
+
+
+class UnknownAlert(KeyError):
+    """No active alert has this id."""
+
+
+@dataclass
+class Active:
+    alert_id: str
+    raised_ns: int
+    severity: Severity
+    acknowledged_ns: int | None = None
+    acknowledged_by: str = ""
+
+
+@dataclass
+class RuleState:
+    rule: AlertRule
+    hits: deque[bool]
+    oks: deque[bool]
+    active: Active | None = None
+    last_seen_ns: int | None = None
+    prev_value: float | None = None
+    last_value: float = float("nan")
+    model: tuple[str, str] = ("", "")
+    detail: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _severity(rule: AlertRule) -> Severity:
+    return Severity[rule.severity_name.upper()]
+
+
+class AlertEngine:
+    """Evaluates every rule; each method returns the transitions it caused, in order."""
+
+    def __init__(self, cfg: AlertsConfig, assets: dict[str, Asset]) -> None:
+        self.cfg, self.assets = cfg, assets
+        self.states = {
+            name: RuleState(r, deque(maxlen=r.on_m), deque(maxlen=r.off_m))
+            for name, r in cfg.rules.items()
+        }
+        self._by_asset: dict[str, list[str]] = {}
+        for name, r in cfg.rules.items():
+            self._by_asset.setdefault(r.asset, []).append(name)
+        self.baselines = {a: Baseline(cfg.baseline_alpha, cfg.baseline_min_windows) for a in assets}
+        self.models: dict[str, tuple[str, str]] = {}
+        self._source_down: set[str] = set()
+
+    # -- queries -------------------------------------------------------------------------------
+    def active(self, asset: str | None = None) -> list[tuple[str, RuleState]]:
+        """Active alerts as ``(rule name, state)``, optionally of one asset."""
+        return [
+            (n, s)
+            for n, s in self.states.items()
+            if s.active is not None and (asset is None or s.rule.asset == asset)
+        ]
+
+    def max_severity(self, asset: str, category: str = "machine") -> int:
+        """Highest severity of the asset's active alerts of a category, 0 if none."""
+        sev = [
+            int(s.active.severity)
+            for _, s in self.active(asset)
+            if s.active is not None and s.rule.category == category
+        ]
+        return max(sev, default=0)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def on_score(self, score: Score) -> list[AlertEvent]:
+        if score.shadow:
+            return []
+        self.models[score.asset] = (score.model_id, score.model_version)
+        out: list[AlertEvent] = []
+        for name in self._by_asset.get(score.asset, ()):
+            st = self.states[name]
+            r = st.rule
+            if r.source != "score" or (r.channel is not None and r.channel != score.channel):
+                continue
+            hi, lo = r.levels
+            st.model = (score.model_id, score.model_version)
+            st.last_value = score.score
+            st.detail = f"score {score.score:.3g}"
+            out += self._step(name, st, score.score >= hi, score.score < lo, score.ts_ns)
+        return out
+
+    def on_frame(self, frame: FeatureFrame) -> list[AlertEvent]:
+        out: list[AlertEvent] = []
+        ts = frame.end_ts_ns
+        names = self._by_asset.get(frame.asset, ())
+        for name in names:
+            st = self.states[name]
+            r = st.rule
+            if r.channel != frame.channel or r.source == "score":
+                continue
+            if r.source == "sensor":
+                out += self._sensor(name, st, frame)
+                continue
+            feature = r.feature if r.source == "feature" else iso20816.VELOCITY_FEATURE
+            if frame.quality == Quality.BAD or feature not in frame.names:
+                continue
+            x = float(frame.values[frame.names.index(feature)])
+            st.last_value = x
+            if r.source == "feature":
+                hi, lo = r.levels
+                st.detail = f"{frame.channel}.{feature} {x:.4g}"
+            else:
+                mc = self.assets[r.asset].machine_class
+                hi = iso20816.lower_boundary(mc, r.zone)
+                lo = hi * (1.0 - r.hysteresis)
+                st.detail = (
+                    f"{frame.channel} velocity {x:.3g} mm/s in zone "
+                    f"{iso20816.zone(mc, x)} ({mc}, zone {r.zone} from {hi} mm/s)"
+                )
+            out += self._step(name, st, x >= hi, x < lo, ts)
+        baseline = self.baselines.get(frame.asset)
+        if baseline is not None and frame.quality == Quality.GOOD:
+            baseline.observe(frame, learn=self.max_severity(frame.asset) == 0)
+        return out
+
+    def tick(self, now_ns: int) -> list[AlertEvent]:
+        """Check stale channels: a ``stale`` rule raises once no window arrived for its timeout."""
+        out: list[AlertEvent] = []
+        for name, st in self.states.items():
+            r = st.rule
+            if r.condition != "stale":
+                continue
+            if st.last_seen_ns is None:
+                st.last_seen_ns = now_ns  # the timeout runs from the first tick
+            elif st.active is None and now_ns - st.last_seen_ns >= r.stale_after_s * 1e9:
+                st.detail = f"{r.channel}: no data for {(now_ns - st.last_seen_ns) / 1e9:.3g} s"
+                out += self._raise(name, st, now_ns)
+        return out
+
+    def set_source(self, channel: str, connected: bool, now_ns: int) -> list[AlertEvent]:
+        """The collector feeding ``channel`` lost (or regained) its device. A loss raises the
+        channel's ``disconnected`` alert at once; it clears on good windows like any other."""
+        if connected:
+            self._source_down.discard(channel)
+            return []
+        if channel in self._source_down:
+            return []
+        self._source_down.add(channel)
+        out: list[AlertEvent] = []
+        for name, st in self.states.items():
+            if st.rule.condition == "disconnected" and st.rule.channel == channel:
+                if st.active is None:
+                    st.detail = f"{channel}: source device unreachable"
+                    out += self._raise(name, st, now_ns)
+                st.oks.clear()
+        return out
+
+    def acknowledge(self, alert_id: str, now_ns: int, by: str = "") -> AlertEvent:
+        """Acknowledge an active alert (``UnknownAlert`` if no active alert has that id); a
+        second acknowledgement returns the same event without a new transition."""
+        for name, st in self.states.items():
+            a = st.active
+            if a is not None and a.alert_id == alert_id:
+                if a.acknowledged_ns is None:
+                    a.acknowledged_ns, a.acknowledged_by = now_ns, by
+                return self._event(
+                    name,
+                    st,
+                    AlertState.ACKNOWLEDGED,
+                    a.acknowledged_ns,
+                    f"acknowledged{' by ' + a.acknowledged_by if a.acknowledged_by else ''}",
+                )
+        raise UnknownAlert(alert_id)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _sensor(self, name: str, st: RuleState, frame: FeatureFrame) -> list[AlertEvent]:
+        r = st.rule
+        v = dict(zip(frame.names, frame.values, strict=True))
+        ts = frame.end_ts_ns
+        cond = r.condition
+        if cond == "stale":
+            st.last_seen_ns = frame.gateway_ts_ns
+            hit, ok = frame.quality == Quality.UNCERTAIN, frame.quality == Quality.GOOD
+            st.detail = f"{frame.channel}: data {frame.quality.name.lower()}"
+        elif cond == "disconnected":
+            if frame.channel in self._source_down and frame.quality == Quality.GOOD:
+                self._source_down.discard(frame.channel)
+            hit, ok = frame.quality == Quality.BAD, frame.quality == Quality.GOOD
+            st.detail = f"{frame.channel}: quality {frame.quality.name.lower()}"
+        elif frame.quality == Quality.BAD:
+            return []
+        elif cond == "stuck":
+            if "peak_to_peak" in v:
+                x = float(v["peak_to_peak"])
+            else:
+                x = abs(float(v["value"]) - st.prev_value) if st.prev_value is not None else 1e300
+                st.prev_value = float(v["value"])
+            hit = x <= r.stuck_tolerance
+            ok = not hit
+            st.detail = f"{frame.channel}: signal stuck (change {x:.3g})"
+        else:  # saturated
+            assert r.saturation_level is not None
+            x = float(v["peak"]) if "peak" in v else abs(float(v["value"]))
+            hit = x >= r.saturation_level
+            ok = not hit
+            st.detail = f"{frame.channel}: {x:.4g} at saturation ({r.saturation_level:g})"
+        return self._step(name, st, hit, ok, ts)
+
+    def _step(self, name: str, st: RuleState, hit: bool, ok: bool, ts: int) -> list[AlertEvent]:
+        r = st.rule
+        if st.active is None:
+            st.hits.append(hit)
+            if sum(st.hits) >= r.on_n:
+                return self._raise(name, st, ts)
+        else:
+            st.oks.append(ok)
+            if sum(st.oks) >= r.off_n:
+                return self._clear(name, st, ts)
+        return []
+
+    def _raise(self, name: str, st: RuleState, ts: int) -> list[AlertEvent]:
+        st.hits.clear()
+        st.oks.clear()
+        st.active = Active(f"{name}@{ts}", ts, _severity(st.rule))
+        if st.rule.source != "score":
+            st.model = self.models.get(st.rule.asset, ("", ""))
+        top: tuple[tuple[str, float], ...] = ()
+        if st.rule.category == "machine" and self.cfg.top_features:
+            b = self.baselines.get(st.rule.asset)
+            top = b.top(self.cfg.top_features) if b else ()
+        return [self._event(name, st, AlertState.RAISED, ts, f"raised: {st.detail}", top)]
+
+    def _clear(self, name: str, st: RuleState, ts: int) -> list[AlertEvent]:
+        assert st.active is not None
+        acked = st.active.acknowledged_ns is not None
+        ev = self._event(
+            name,
+            st,
+            AlertState.CLEARED,
+            ts,
+            f"cleared{'' if acked else ' unacknowledged'}: {st.detail}",
+        )
+        st.active = None
+        st.hits.clear()
+        st.oks.clear()
+        return [ev]
+
+    def _event(
+        self,
+        name: str,
+        st: RuleState,
+        state: AlertState,
+        ts: int,
+        message: str,
+        top: tuple[tuple[str, float], ...] = (),
+    ) -> AlertEvent:
+        assert st.active is not None
+        model_id, version = st.model
+        if model_id:
+            message += f" (model {model_id} {version})"
+        return AlertEvent(
+            alert_id=st.active.alert_id,
+            asset=st.rule.asset,
+            rule=name,
+            state=state,
+            severity=st.active.severity,
+            ts_ns=ts,
+            message=message,
+            model_version=version,
+            top_features=top,
+            category=st.rule.category,
+            channel=st.rule.channel or "",
+        )

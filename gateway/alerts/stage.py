@@ -1,0 +1,148 @@
+"""The alert stage: ``scored`` queue (FeatureFrame | Score) in, the same items plus the
+``AlertEvent``s they caused out to ``records``.
+
+Every batch taken from the input is evaluated by the ``AlertEngine``, handed to the publishers
+(the OPC UA server) as one batch, then forwarded. A ticker on the stage's clock checks stale
+channels and the collectors' connection states every ``alerts.tick_s``. Acknowledgements come
+in through ``acknowledge`` (from the OPC UA server's methods) and go out as records too.
+Drains its input on close, then returns; engine state lives in the stage and survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from gateway.alerts.config import AlertsConfig
+from gateway.alerts.engine import AlertEngine
+from gateway.config.plant import Asset
+from gateway.core.clock import Clock
+from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
+from gateway.runtime.queues import BoundedQueue, QueueClosed
+
+log = logging.getLogger(__name__)
+BATCH = 256
+
+Scored = FeatureFrame | Score
+Record = FeatureFrame | Score | AlertEvent | ActionRecord
+#: channel -> True while the device feeding it answers
+SourceStates = Callable[[], dict[str, bool]]
+
+
+class AlertPublisher(Protocol):
+    """Something that shows the live state (the OPC UA server). ``publish`` gets each batch
+    once, after evaluation; it must not keep ``items`` beyond the call."""
+
+    async def publish(
+        self, items: Sequence[Scored], events: Sequence[AlertEvent], engine: AlertEngine
+    ) -> None: ...
+
+
+class AlertListener(Protocol):
+    """Something that acts on transitions (alert actions)."""
+
+    async def on_events(self, events: Sequence[AlertEvent]) -> Sequence[Record]:
+        """Act on ``events``; returns audit records to forward to the store."""
+        ...
+
+
+class AlertStage:
+    name = "alerts"
+
+    def __init__(
+        self,
+        cfg: AlertsConfig,
+        assets: dict[str, Asset],
+        inp: BoundedQueue[Scored],
+        out: BoundedQueue[Record],
+        clock: Clock,
+        sources: SourceStates | None = None,
+    ) -> None:
+        self.cfg, self.inp, self.out, self.clock, self.sources = cfg, inp, out, clock, sources
+        self.engine = AlertEngine(cfg, assets)
+        self.publishers: list[AlertPublisher] = []
+        self.listeners: list[AlertListener] = []
+        self.events = 0
+        self.publish_errors = 0
+        self._publisher_failing = False
+        self._lock = asyncio.Lock()
+
+    def status(self) -> dict[str, object]:
+        return {
+            "events": self.events,
+            "active": [s.active.alert_id for _, s in self.engine.active() if s.active],
+            "publish_errors": self.publish_errors,
+        }
+
+    async def acknowledge(self, alert_id: str, by: str = "") -> AlertEvent:
+        """Acknowledge an active alert (``UnknownAlert`` if none has that id) and record it."""
+        async with self._lock:
+            ev = self.engine.acknowledge(alert_id, self.clock.now_ns(), by)
+            await self._emit([], [ev])
+            return ev
+
+    async def run(self) -> None:
+        ticker = asyncio.create_task(self._tick_loop(), name="alerts:tick")
+        try:
+            while True:
+                try:
+                    items = await self.inp.get_many(BATCH)
+                except QueueClosed:
+                    return
+                async with self._lock:
+                    events: list[AlertEvent] = []
+                    for item in items:
+                        if isinstance(item, FeatureFrame):
+                            events += self.engine.on_frame(item)
+                        else:
+                            events += self.engine.on_score(item)
+                    await self._emit(items, events)
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+
+    async def tick(self) -> None:
+        """One check of stale channels and source states (the ticker calls this)."""
+        async with self._lock:
+            now = self.clock.now_ns()
+            events: list[AlertEvent] = []
+            if self.sources is not None:
+                for ch, up in self.sources().items():
+                    events += self.engine.set_source(ch, up, now)
+            events += self.engine.tick(now)
+            if events:
+                await self._emit([], events)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await self.tick()
+            await self.clock.sleep(self.cfg.tick_s)
+
+    async def _emit(self, items: Sequence[Scored], events: list[AlertEvent]) -> None:
+        for ev in events:
+            log.info("alert %s %s: %s", ev.alert_id, ev.state.value, ev.message)
+        for p in self.publishers:
+            try:
+                await p.publish(items, events, self.engine)
+            except (OSError, RuntimeError, ValueError) as exc:
+                self.publish_errors += 1
+                if not self._publisher_failing:
+                    log.error("publishing to %s failed: %s", type(p).__name__, exc)
+                self._publisher_failing = True
+            else:
+                if self._publisher_failing:
+                    log.info("publishing recovered")
+                self._publisher_failing = False
+        audit: list[Record] = []
+        if events:
+            for listener in self.listeners:
+                audit += await listener.on_events(events)
+        for item in items:
+            await self.out.put(item)
+        for ev in events:
+            await self.out.put(ev)
+            self.events += 1
+        for rec in audit:
+            await self.out.put(rec)

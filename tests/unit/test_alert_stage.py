@@ -1,0 +1,116 @@
+"""The alert stage between the scored and records queues: forwarding, transitions, ticks,
+acknowledgement, drain on close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from gateway.alerts.config import AlertsConfig
+from gateway.alerts.engine import UnknownAlert
+from gateway.alerts.stage import AlertStage, Record, Scored
+from gateway.config.plant import Asset
+from gateway.core.clock import FakeClock
+from gateway.core.records import AlertEvent, AlertState, FeatureFrame, Score
+from gateway.runtime.queues import BoundedQueue, QueueClosed
+
+CFG = AlertsConfig.model_validate(
+    {
+        "tick_s": 1.0,
+        "rules": {
+            "anomaly": {
+                "asset": "m1",
+                "raise_level": 0.8,
+                "clear_level": 0.5,
+                "on_n": 1,
+                "on_m": 1,
+                "off_n": 1,
+                "off_m": 1,
+            },
+            "stale": {
+                "asset": "m1",
+                "source": "sensor",
+                "channel": "m1_temp",
+                "condition": "stale",
+                "stale_after_s": 3.0,
+            },
+            "down": {
+                "asset": "m1",
+                "source": "sensor",
+                "channel": "m1_temp",
+                "condition": "disconnected",
+            },
+        },
+    }
+)
+ASSETS = {"m1": Asset(channels=["m1_temp"])}
+
+
+def temp(clock: FakeClock, v: float) -> FeatureFrame:
+    t = clock.now_ns()
+    return FeatureFrame(
+        "m1", "m1_temp", t, t, t, "s", ("value", "rate_per_min"), ("degC",) * 2, np.array([v, 0.0])
+    )
+
+
+async def drain(out: BoundedQueue[Record]) -> list[Record]:
+    got: list[Record] = []
+    while True:
+        try:
+            got += await out.get_many(100)
+        except QueueClosed:
+            return got
+
+
+async def test_stage_forwards_inputs_and_transitions_and_drains() -> None:
+    clock = FakeClock()
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out: BoundedQueue[Record] = BoundedQueue("records", 100)
+    up = {"m1_temp": True}
+    stage = AlertStage(CFG, ASSETS, inp, out, clock, lambda: dict(up))
+    task = asyncio.create_task(stage.run())
+    f = temp(clock, 20.0)
+    s1 = Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8)
+    await inp.put(f)
+    await inp.put(s1)
+    first = [await out.get(), await out.get(), await out.get()]
+    assert first[:2] == [f, s1]
+    raised = first[2]
+    assert isinstance(raised, AlertEvent)
+    assert raised.state == AlertState.RAISED
+    assert raised.rule == "anomaly"
+    assert raised.model_version == "7"
+    assert "iforest" in raised.message
+
+    ack = await stage.acknowledge(raised.alert_id, by="operator")
+    assert ack.state == AlertState.ACKNOWLEDGED
+    assert await out.get() == ack
+    with pytest.raises(UnknownAlert):
+        await stage.acknowledge("nope@1")
+
+    # the source goes down: the disconnected alert is raised on the next tick
+    up["m1_temp"] = False
+    await clock.wait_for_sleepers(1)
+    clock.advance(1.0)
+    down = await out.get()
+    assert isinstance(down, AlertEvent)
+    assert (down.rule, down.state, down.category) == ("down", AlertState.RAISED, "sensor")
+    # no frame for 3 s: stale
+    for _ in range(3):
+        await clock.wait_for_sleepers(1)
+        clock.advance(1.0)
+    stale = await out.get()
+    assert isinstance(stale, AlertEvent)
+    assert (stale.rule, stale.state) == ("stale", AlertState.RAISED)
+
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.1, 0.8))
+    await inp.close()
+    await task
+    await out.close()
+    rest = await drain(out)
+    cleared = [r for r in rest if isinstance(r, AlertEvent)]
+    assert [(c.rule, c.state) for c in cleared] == [("anomaly", AlertState.CLEARED)]
+    assert "unacknowledged" not in cleared[0].message
+    assert stage.events == 5
