@@ -24,6 +24,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.records import FeatureFrame, Reading, SampleBlock, Score
 from gateway.dsp.stage import DspStage
+from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.stage import InferenceStage, load_models
 from gateway.runtime.health import assess
 from gateway.runtime.http import HttpEndpoint
@@ -85,6 +86,9 @@ class Pipeline:
             "records", q.records.size, q.records.when_full
         )
         self.inference: InferenceStage | None = None
+        #: the model lifecycle (registry changes, swaps, shadow runs, automatic rollback)
+        self.models: ModelController | None = None
+        self._models_task: asyncio.Task[None] | None = None
         self.frames: BoundedQueue[FeatureFrame] | None = None
         if cfg.models.assets:
             models = load_models(
@@ -92,6 +96,13 @@ class Pipeline:
             )
             self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
             self.inference = InferenceStage(models, self.frames, self.records, cfg.models.batch)
+            self.models = ModelController(
+                cfg.models,
+                cfg.gateway.state_dir,
+                self.inference,
+                self.clock,
+                feature_check(cfg.models, dict(cfg.channels), dict(cfg.assets), cfg.dsp),
+            )
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
@@ -132,6 +143,8 @@ class Pipeline:
         self._store_task = self.supervisor.start(self.store)
         if self.inference is not None:
             self._inference_task = self.supervisor.start(self.inference)
+        if self.models is not None:
+            self._models_task = self.supervisor.start(self.models)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
         self._lag_task = self.supervisor.start(self.loop_lag)
@@ -153,6 +166,8 @@ class Pipeline:
             await self.http.stop()
         if self._lag_task is not None:
             self._lag_task.cancel()
+        if self._models_task is not None:
+            self._models_task.cancel()
         try:
             async with asyncio.timeout(deadline):
                 for t in self._collector_tasks:
@@ -210,6 +225,7 @@ class Pipeline:
             },
             "dsp": self.dsp.status(),
             "inference": self.inference.status() if self.inference else {},
+            "model_lifecycle": self.models.status() if self.models else {},
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }
