@@ -17,7 +17,7 @@ from tests.unit.test_inference import FEATURES, healthy, make_model
 UNITS = ("g^2", "g^2", "mm/s", "um")
 
 
-def version(root: Path, v: str, *, threshold: float = 3.0, nan: bool = False) -> Path:
+def version(root: Path, v: str, *, threshold: float = 10.0, nan: bool = False) -> Path:
     """Model ``test-model`` version ``v`` in ``root/v`` (``nan``: its .tflite scores NaN)."""
     d = make_model(root / v, version=v, threshold=threshold)
     if nan:
