@@ -11,15 +11,21 @@ from gateway.config.schema import GatewayConfig
 from gateway.core.records import FeatureFrame
 from gateway.dsp.features import SCHEMA_VERSION
 from gateway.inference.flatbuffer import build_residual_model
-from gateway.inference.manifest import read_manifest, sha256_of, write_model
+from gateway.inference.manifest import DspRequirements, read_manifest, sha256_of, write_model
 from tests.unit.test_inference import FEATURES, healthy, make_model
 
 UNITS = ("g^2", "g^2", "mm/s", "um")
 
 
-def version(root: Path, v: str, *, threshold: float = 10.0, nan: bool = False) -> Path:
-    """Model ``test-model`` version ``v`` in ``root/v`` (``nan``: its .tflite scores NaN)."""
-    d = make_model(root / v, version=v, threshold=threshold)
+def version(
+    root: Path, v: str, *, threshold: float = 10.0, nan: bool = False, window: int = 4096
+) -> Path:
+    """Model ``test-model`` version ``v`` in ``root/v`` (``nan``: its .tflite scores NaN) for
+    windows of ``window`` samples at 5120 Hz."""
+    dsp = DspRequirements(
+        bands_hz=[(10.0, 100.0), (100.0, 1000.0)], window_s=window / 5120, max_frequency_hz=1000
+    )
+    d = make_model(root / v, version=v, threshold=threshold, dsp=dsp)
     if nan:
         m = read_manifest(d)
         content = build_residual_model(np.full((m.score.components, 4), np.nan, np.float32))
