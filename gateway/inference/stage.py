@@ -36,6 +36,7 @@ from gateway.core.records import FeatureFrame, Quality, Score
 from gateway.dsp.config import DspConfig
 from gateway.inference.check import check_model_features
 from gateway.inference.config import ModelsConfig
+from gateway.inference.crypto import read_key
 from gateway.inference.registry import Registry
 from gateway.inference.runtime import ModelRunner
 from gateway.inference.scorer import Scorer, load_scorer
@@ -77,6 +78,15 @@ def load_models(
     out: dict[str, Scorer] = {}
     loaded: dict[str, Scorer] = {}
     registry = Registry(cfg, state_dir)
+    try:
+        registry.trusted()
+    except ConfigError as exc:
+        errors += exc.errors
+    try:
+        if cfg.encryption_key is not None:
+            read_key(state_dir / cfg.encryption_key)
+    except ConfigError as exc:
+        errors += exc.errors
     for asset, model_id in cfg.assets.items():
         key = f"models.assets.{asset}"
         if asset not in assets:
@@ -91,6 +101,13 @@ def load_models(
         except ValueError as exc:
             errors.append((key, f"model {model_id!r}: {exc}"))
             continue
+        if model_id not in loaded and active_version(registry, model_id) is None:
+            log.warning(
+                "model %s is loaded from the unmanaged directory %s (sha256 checked, no "
+                "signature check); `pdm-gateway models install` puts it under signature control",
+                model_id,
+                cfg.model_dir(state_dir, model_id),
+            )
         loaded[model_id] = scorer
         errors += check_model_features(scorer.manifest, channels, {asset: assets[asset]}, dsp, key)
         out[asset] = scorer

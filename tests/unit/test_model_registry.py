@@ -255,3 +255,18 @@ def test_sign_refuses_a_model_whose_file_does_not_match(
     assert main(["models", "sign", "--key", str(keys[0]), str(d)]) == 2
     assert "does not match" in capsys.readouterr().err
     assert read_model  # the same check guards the publisher and the gateway
+
+
+def test_bad_key_settings_fail_at_start_with_their_key_path(tmp_path: Path) -> None:
+    (tmp_path / "junk.pub").write_text("not a key")
+    key = enc_key(tmp_path / "open.key", 0o644)
+    with pytest.raises(ConfigError) as e:
+        Pipeline(
+            config(
+                tmp_path / "state",
+                trusted_keys=[str(tmp_path / "junk.pub")],
+                encryption_key=str(key),
+            )
+        )
+    paths = [p for p, _ in e.value.errors]
+    assert paths[:2] == ["models.trusted_keys.0", "models.encryption_key"]
