@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.config.plant import Asset, Channel
 from gateway.core.errors import ConfigError
@@ -139,13 +140,14 @@ class VersionStats:
         self._recent: deque[float] = deque(maxlen=RECENT)
         self._lock = threading.Lock()
 
-    def add(self, values: list[float], invalid: int) -> None:
-        thr = self.threshold
+    def add(self, values: npt.NDArray[np.float64], invalid: int) -> None:
+        """Record finite scores ``values`` and a count of non-finite ones."""
+        above = int(np.count_nonzero(values > self.threshold))
         with self._lock:
             self.n += len(values)
-            self.above += sum(1 for v in values if v > thr)
+            self.above += above
             self.invalid += invalid
-            self._recent.extend(values)
+            self._recent.extend(values.tolist())
 
     def counts(self) -> tuple[int, int, int]:
         """``(scored, above threshold, non-finite)``."""
@@ -222,13 +224,13 @@ class InferenceProcessor:
         except (RuntimeError, ValueError) as exc:
             if not shadow:
                 self.errors += 1
-            self._stats(scorer, shadow).add([], len(x))
+            self._stats(scorer, shadow).add(np.empty(0), len(x))
             return np.full(len(x), np.nan), f"inference failed ({exc})"
         if not shadow:
             self.infer_seconds += time.perf_counter() - t0
             self.infer_frames += len(x)
         finite = np.isfinite(values)
-        good = values[finite].tolist()
+        good = values if finite.all() else values[finite]
         self._stats(scorer, shadow).add(good, len(values) - len(good))
         return values, "" if len(good) == len(values) else "the model returned non-finite scores"
 
@@ -253,13 +255,14 @@ class InferenceProcessor:
             idx = scorer.columns(names)
             if idx is None:
                 continue  # another kind of channel (a scalar, a microphone for a vibration model)
-            x = np.concatenate([frames[i].values for i in where]).reshape(len(where), -1)[:, idx]
+            raw = np.concatenate([frames[i].values for i in where]).reshape(len(where), -1)
+            x = raw[:, idx]
             ok = np.isfinite(x).all(axis=1)
             ok &= np.array([frames[i].quality != Quality.BAD for i in where])
             if not ok.all():
                 self.unscored += int((~ok).sum())
                 where = [i for i, good in zip(where, ok.tolist(), strict=True) if good]
-                x = x[ok]
+                x, raw = x[ok], raw[ok]
             if not where:
                 continue
             values, why = self._run(scorer, x, False)
@@ -276,8 +279,7 @@ class InferenceProcessor:
                 scorer = fallback
                 fidx = fallback.columns(names)
                 assert fidx is not None
-                xf = np.concatenate([frames[i].values for i in where]).reshape(len(where), -1)
-                values, why = self._run(fallback, xf[:, fidx], False)
+                values, why = self._run(fallback, raw[:, fidx], False)
             finite = np.isfinite(values)
             if not finite.all():
                 self.invalid += int((~finite).sum())
@@ -294,8 +296,7 @@ class InferenceProcessor:
             sidx = cand.columns(names) if cand is not None else None
             if cand is None or sidx is None:
                 continue
-            xs = np.concatenate([frames[i].values for i in where]).reshape(len(where), -1)
-            svals, _ = self._run(cand, xs[:, sidx], True)
+            svals, _ = self._run(cand, raw[:, sidx], True)
             smid, sver, sthr = cand.model_id, cand.version, cand.threshold
             for i, v in zip(where, svals.tolist(), strict=True):
                 if i in scores and np.isfinite(v):
