@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,19 @@ def test_bad_key_settings_fail_at_start_with_their_key_path(tmp_path: Path) -> N
         )
     paths = [p for p, _ in e.value.errors]
     assert paths[:2] == ["models.trusted_keys.0", "models.encryption_key"]
+
+
+def test_shipped_models_install_unsigned_when_allowed_or_signed_by_the_operator(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "models" / "motor-pump"
+    with pytest.raises(RefusedError, match="unsigned"):
+        registry(tmp_path / "a").install(shipped)
+    assert registry(tmp_path / "b", allow_unsigned=True).install(shipped).model_id
+    copy = tmp_path / "motor-pump"
+    shutil.copytree(shipped, copy)
+    assert main(["models", "sign", "--key", str(keys[0]), str(copy)]) == 0
+    reg = registry(tmp_path / "c", trusted_keys=[str(keys[1])])
+    m = reg.install(copy)
+    assert reg.load(m.model_id, m.version)[1] == (shipped / m.file).read_bytes()
+    assert read_manifest(shipped).signature is None  # the shipped manifest is left as it is
