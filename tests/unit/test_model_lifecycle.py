@@ -16,6 +16,7 @@ from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.registry import RefusedError, Registry, UnknownError
 from gateway.inference.registry_cli import _list
 from gateway.inference.stage import InferenceStage, load_models
+from gateway.runtime.metrics import render
 from gateway.runtime.queues import BoundedQueue
 from tests.registry_data import config, frames, version
 
@@ -213,6 +214,8 @@ async def test_a_promoted_model_that_scores_nan_is_rolled_back_without_losing_fr
     )
     assert "rolled back to 1.0" in ev.message
     assert list(rig.ctl.events) == events
+    scrape = render(lambda: {"model_lifecycle": rig.ctl.status() if rig.ctl else {}}).decode()
+    assert "pdm_model_rollbacks_total 1.0" in scrape
 
 
 async def test_a_promoted_model_that_fails_to_load_is_rolled_back(rig: Rig) -> None:
