@@ -270,9 +270,16 @@ class ModelController:
                 self._active[mid] = await self._load(mid, back_to)
             except (ConfigError, ValueError) as exc:
                 log.error("model %s: rollback target %s cannot be loaded: %s", mid, back_to, exc)
+        log.error(
+            "AUTOMATIC ROLLBACK: model %s %s rolled back to %s: %s", mid, version, back_to, why
+        )
+        self.report(mid, version, back_to, why)
+        self._swap()
+
+    def report(self, mid: str, version: str, back_to: str, why: str) -> None:
+        """Count an automatic rollback and report it as an ``AlertEvent`` per asset."""
         self.rollbacks += 1
         msg = f"model {mid} {version} rolled back to {back_to}: {why}"
-        log.error("AUTOMATIC ROLLBACK: %s", msg)
         for asset, m in self.cfg.assets.items():
             if m != mid:
                 continue
@@ -291,7 +298,6 @@ class ModelController:
             self.events.append(ev)
             if self.on_event is not None:
                 self.on_event(ev)
-        self._swap()
 
     # -- the OPC UA server's ModelRegistryHook ---------------------------------------------
     def _model_of(self, asset: str) -> str:

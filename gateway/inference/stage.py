@@ -65,16 +65,44 @@ def active_version(registry: Registry, model_id: str) -> str | None:
     return s.active if s is not None else None
 
 
+def _open_active(
+    registry: Registry,
+    cfg: ModelsConfig,
+    state_dir: Path,
+    model_id: str,
+    rollbacks: list[tuple[str, str, str, str]] | None,
+) -> Scorer:
+    version = active_version(registry, model_id)
+    try:
+        return open_model(registry, cfg, state_dir, model_id, version)
+    except (ConfigError, ValueError) as exc:
+        s = registry.read_state().get(model_id)
+        if rollbacks is None or version is None or s is None or not s.history:
+            raise
+        why = "; ".join(r for _, r in exc.errors) if isinstance(exc, ConfigError) else str(exc)
+        why = f"failed to load: {why}"
+        back = registry.rollback(model_id, reason=why)
+        log.error(
+            "AUTOMATIC ROLLBACK: model %s %s rolled back to %s: %s", model_id, version, back, why
+        )
+        rollbacks.append((model_id, version, back, why))
+        return open_model(registry, cfg, state_dir, model_id, back)
+
+
 def load_models(
     cfg: ModelsConfig,
     state_dir: Path,
     channels: dict[str, Channel],
     assets: dict[str, Asset],
     dsp: DspConfig,
+    rollbacks: list[tuple[str, str, str, str]] | None = None,
 ) -> dict[str, Scorer]:
     """The model of each asset in ``cfg.assets`` (the registry's active version, else the
     unmanaged directory), loaded and checked against the configured features; one
-    ``ConfigError`` listing every problem (``models.assets.<asset>``)."""
+    ``ConfigError`` listing every problem (``models.assets.<asset>``). With ``rollbacks`` (a
+    starting gateway; None for a read-only check), an active registry version that cannot be
+    loaded is rolled back to the previous one, and ``(model id, version, now active, why)``
+    appended."""
     errors: list[tuple[str, str]] = []
     out: dict[str, Scorer] = {}
     loaded: dict[str, Scorer] = {}
@@ -93,8 +121,8 @@ def load_models(
         if asset not in assets:
             continue  # reported by cross_check
         try:
-            scorer = loaded.get(model_id) or open_model(
-                registry, cfg, state_dir, model_id, active_version(registry, model_id)
+            scorer = loaded.get(model_id) or _open_active(
+                registry, cfg, state_dir, model_id, rollbacks
             )
         except ConfigError as exc:
             errors += [(key, f"{p}: {r}" if p else r) for p, r in exc.errors]

@@ -91,8 +91,14 @@ class Pipeline:
         self._models_task: asyncio.Task[None] | None = None
         self.frames: BoundedQueue[FeatureFrame] | None = None
         if cfg.models.assets:
+            rollbacks: list[tuple[str, str, str, str]] = []
             models = load_models(
-                cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
+                cfg.models,
+                cfg.gateway.state_dir,
+                dict(cfg.channels),
+                dict(cfg.assets),
+                cfg.dsp,
+                rollbacks,
             )
             self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
             self.inference = InferenceStage(models, self.frames, self.records, cfg.models.batch)
@@ -103,6 +109,8 @@ class Pipeline:
                 self.clock,
                 feature_check(cfg.models, dict(cfg.channels), dict(cfg.assets), cfg.dsp),
             )
+            for rollback in rollbacks:  # done while loading: counted and reported here
+                self.models.report(*rollback)
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()

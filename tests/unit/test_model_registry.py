@@ -16,6 +16,7 @@ from gateway.demo import free_port
 from gateway.inference import crypto, signing
 from gateway.inference.manifest import MANIFEST_NAME, read_manifest, read_model
 from gateway.inference.registry import RefusedError, Registry, UnknownError
+from gateway.inference.stage import load_models
 from gateway.runtime.pipeline import Pipeline
 from tests.conftest import plant_toml
 from tests.registry_data import config, version
@@ -287,3 +288,28 @@ def test_shipped_models_install_unsigned_when_allowed_or_signed_by_the_operator(
     m = reg.install(copy)
     assert reg.load(m.model_id, m.version)[1] == (shipped / m.file).read_bytes()
     assert read_manifest(shipped).signature is None  # the shipped manifest is left as it is
+
+
+def test_a_start_with_a_broken_active_version_rolls_back_and_a_check_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    reg = registry(state, allow_unsigned=True)
+    for v in ("1.0", "2.0"):
+        reg.install(version(tmp_path / "src", v))
+    reg.promote("test-model", "2.0")  # promoted while the gateway was stopped
+    f = reg.root / "test-model" / "2.0" / "model.tflite"
+    f.write_bytes(f.read_bytes()[:-1] + b"\0")
+    cfg = config(state, allow_unsigned=True)
+    with pytest.raises(ConfigError, match="sha256"):  # check-config only reports
+        load_models(cfg.models, state, dict(cfg.channels), dict(cfg.assets), cfg.dsp)
+    assert reg.read_state()["test-model"].active == "2.0"
+    p = Pipeline(cfg)
+    assert p.models is not None
+    assert p.inference is not None
+    assert p.inference.status()["models"]["pump"]["active"]["version"] == "1.0"  # type: ignore[index]
+    s = reg.read_state()["test-model"]
+    assert s.active == "1.0"
+    assert "sha256" in s.rejected["2.0"]
+    assert p.models.rollbacks == 1
+    assert p.models.events[0].rule == "model-rollback"
