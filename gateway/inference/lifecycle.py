@@ -187,7 +187,9 @@ class ModelController:
         except (ConfigError, ValueError) as exc:
             self._shadow.pop(mid, None)
             log.error("model %s: shadow %s cannot be loaded: %s", mid, s.shadow, _why(exc))
-            self.registry.reject(mid, s.shadow, f"failed to load: {_why(exc)}")
+            await asyncio.to_thread(
+                self.registry.reject, mid, s.shadow, f"failed to load: {_why(exc)}"
+            )
             self._stamp = self.registry.stamp()
             return
         log.warning("model %s: version %s runs in shadow", mid, s.shadow)
@@ -224,7 +226,7 @@ class ModelController:
                 why = f"emitted {bad} non-finite score(s) in shadow"
                 log.error("model %s: candidate %s %s; rejected", mid, cand.version, why)
                 del self._shadow[mid]
-                self.registry.reject(mid, cand.version, why)
+                await asyncio.to_thread(self.registry.reject, mid, cand.version, why)
                 self._stamp = self.registry.stamp()
                 self._swap()
 
@@ -257,7 +259,7 @@ class ModelController:
     async def _auto_rollback(self, mid: str, version: str, why: str, swap: bool = True) -> None:
         """Roll ``mid`` back from ``version``: loudly logged, counted, reported."""
         try:
-            back_to = self.registry.rollback(mid, reason=why)
+            back_to = await asyncio.to_thread(self.registry.rollback, mid, why)
         except (RefusedError, UnknownError) as exc:
             log.error("model %s %s: %s; cannot roll back: %s", mid, version, why, exc)
             return
@@ -313,7 +315,7 @@ class ModelController:
         _, _, bad = self._counts(mid, version, shadow=True)
         if bad:
             raise RefusedError(f"model {mid} {version} emitted non-finite scores in shadow")
-        self.registry.promote(mid, version)
+        await asyncio.to_thread(self.registry.promote, mid, version)
         await self.tick()
         now = self._active[mid].version
         if now != version:
@@ -323,7 +325,7 @@ class ModelController:
     async def rollback(self, asset: str) -> str:
         """Make the asset's model's previous version active again; the version now active."""
         mid = self._model_of(asset)
-        self.registry.rollback(mid)
+        await asyncio.to_thread(self.registry.rollback, mid)
         await self.tick()
         return self._active[mid].version
 
