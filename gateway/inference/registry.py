@@ -118,7 +118,12 @@ class Registry:
             raise ConfigError(
                 [("", f"{self.state_path}: unreadable registry state ({exc})")]
             ) from None
-        return {k: ModelState(**v) for k, v in raw.get("models", {}).items()}
+        try:
+            return {k: ModelState(**v) for k, v in raw.get("models", {}).items()}
+        except (AttributeError, TypeError) as exc:
+            raise ConfigError(
+                [("", f"{self.state_path}: unreadable registry state ({exc})")]
+            ) from None
 
     def _write_state(self, state: dict[str, ModelState]) -> None:
         write_json_atomic(self.state_path, {"models": {k: asdict(v) for k, v in state.items()}})

@@ -155,6 +155,8 @@ def _list(reg: Registry, as_json: bool) -> None:
         versions = summary.get("versions", {}) if isinstance(summary, dict) else {}
         for v in s.versions:
             mark = "active" if v == s.active else "shadow" if v == s.shadow else ""
+            if v == s.active and isinstance(summary, dict) and summary.get("on_probation"):
+                mark = "active (on probation)"
             if v in s.rejected:
                 mark = f"rejected: {s.rejected[v]}"
             print(f"  {v:<20} {mark}")

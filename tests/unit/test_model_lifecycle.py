@@ -235,7 +235,9 @@ async def test_a_promoted_model_that_fails_to_load_is_rolled_back(rig: Rig) -> N
         rig.registry.rollback("no-such-model")
 
 
-async def test_an_over_alerting_model_is_rolled_back_after_the_period(rig: Rig) -> None:
+async def test_an_over_alerting_model_is_rolled_back_after_the_period(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert rig.ctl is not None
     await rig.feed_all(100)
     rig.registry.promote("test-model", "hot")
@@ -245,6 +247,8 @@ async def test_an_over_alerting_model_is_rolled_back_after_the_period(rig: Rig) 
     await rig.ctl.tick()
     assert "test-model" in rig.ctl.probation  # the period has not passed yet
     assert rig.registry.read_state()["test-model"].active == "hot"
+    _list(rig.registry, False)
+    assert "hot                  active (on probation)" in capsys.readouterr().out
     rig.clock.advance(31)
     await rig.ctl.tick()
     s = rig.registry.read_state()["test-model"]

@@ -313,3 +313,12 @@ def test_a_start_with_a_broken_active_version_rolls_back_and_a_check_changes_not
     assert "sha256" in s.rejected["2.0"]
     assert p.models.rollbacks == 1
     assert p.models.events[0].rule == "model-rollback"
+
+
+def test_a_damaged_state_file_is_a_clear_error(tmp_path: Path) -> None:
+    reg = registry(tmp_path / "state", allow_unsigned=True)
+    reg.install(version(tmp_path / "src", "1.0"))
+    for text in ("{not json", '{"models": {"test-model": {"actve": "1.0"}}}'):
+        reg.state_path.write_text(text)
+        with pytest.raises(ConfigError, match="unreadable registry state"):
+            reg.read_state()
