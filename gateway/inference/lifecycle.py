@@ -13,8 +13,9 @@ previous one as its fallback: a batch the new model fails on is scored by the pr
 every frame keeps exactly one active score through a rollback.
 
 Automatic rollbacks are logged at error level, counted (``status()["rollbacks"]``), and reported
-as an ``AlertEvent`` (category ``"sensor"``, rule ``"model-rollback"``) to ``on_event`` and in
-``events``. The controller also serves the OPC UA server's ``ModelRegistryHook``
+as an ``AlertEvent`` (category ``"sensor"``, rule ``"model-rollback"``): kept in ``events``,
+passed to ``on_event``, and put on the ``out`` queue (the records queue the store writes) when
+one is bound. The controller also serves the OPC UA server's ``ModelRegistryHook``
 (``promote(asset, version)``, ``rollback(asset)``).
 """
 
@@ -38,6 +39,7 @@ from gateway.inference.manifest import Manifest
 from gateway.inference.registry import ModelState, RefusedError, Registry, UnknownError
 from gateway.inference.scorer import Scorer
 from gateway.inference.stage import InferenceStage, ModelSet, open_model
+from gateway.runtime.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class ModelController:
         self.registry = Registry(cfg, state_dir)
         self.check = check
         self.on_event = on_event
+        #: where rollback events go to be stored (bound by the pipeline when its store keeps
+        #: AlertEvents); events reported before the first tick wait in ``_pending``
+        self.out: BoundedQueue[AlertEvent] | None = None
+        self._pending: list[AlertEvent] = []
         self.rollbacks = 0
         self.events: deque[AlertEvent] = deque(maxlen=100)
         self.probation: dict[str, Probation] = {}
@@ -107,6 +113,9 @@ class ModelController:
             await self._check_shadows()
             await self._check_probation()
             self._write_stats()
+            if self.out is not None:
+                while self._pending:
+                    await self.out.put(self._pending.pop(0))
 
     # -- loading ---------------------------------------------------------------------------
     async def _load(self, model_id: str, version: str | None) -> Scorer:
@@ -298,6 +307,7 @@ class ModelController:
                 category="sensor",
             )
             self.events.append(ev)
+            self._pending.append(ev)
             if self.on_event is not None:
                 self.on_event(ev)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.clock import FakeClock
-from gateway.core.records import AlertState, FeatureFrame, Score
+from gateway.core.records import AlertEvent, AlertState, FeatureFrame, Score
 from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.registry import RefusedError, Registry, UnknownError
 from gateway.inference.registry_cli import _list
@@ -190,6 +190,8 @@ async def test_a_promoted_model_that_scores_nan_is_rolled_back_without_losing_fr
     assert rig.ctl is not None
     events = []
     rig.ctl.on_event = events.append
+    records: BoundedQueue[AlertEvent] = BoundedQueue("records", 16)
+    rig.ctl.out = records
     await rig.feed_all(50)
     rig.registry.promote("test-model", "nan", force=True)  # forced past any shadow run
     await rig.ctl.tick()
@@ -214,6 +216,7 @@ async def test_a_promoted_model_that_scores_nan_is_rolled_back_without_losing_fr
     )
     assert "rolled back to 1.0" in ev.message
     assert list(rig.ctl.events) == events
+    assert await records.get_many(16) == events  # on their way to the store
     scrape = render(lambda: {"model_lifecycle": rig.ctl.status() if rig.ctl else {}}).decode()
     assert "pdm_model_rollbacks_total 1.0" in scrape
 
