@@ -18,7 +18,9 @@ from gateway.inference.registry_cli import _list
 from gateway.inference.stage import InferenceStage, load_models
 from gateway.runtime.metrics import render
 from gateway.runtime.queues import BoundedQueue
+from gateway.status_cli import format_status
 from tests.registry_data import config, frames, version
+from tests.unit.test_inference import make_model
 
 
 class Rig:
@@ -153,6 +155,10 @@ async def test_shadow_candidate_scores_the_same_frames_and_is_summarised(
     assert runs["hot"]["shadow"]["scored"] == 200
     assert runs["1.0"]["active"]["alert_rate"] < 0.05
     assert runs["1.0"]["active"]["p50"] < runs["1.0"]["active"]["threshold"]
+    assert rig.stage is not None
+    assert "model pump: test-model 1.0, shadow hot" in format_status(
+        {"inference": rig.stage.status()}
+    )
     _list(rig.registry, False)  # `models list` reads what the gateway wrote
     out = capsys.readouterr().out
     assert "as shadow: 200 scored, would-be alert rate 100.00%" in out
@@ -217,6 +223,9 @@ async def test_a_promoted_model_that_scores_nan_is_rolled_back_without_losing_fr
     assert "rolled back to 1.0" in ev.message
     assert list(rig.ctl.events) == events
     assert await records.get_many(16) == events  # on their way to the store
+    assert rig.stage is not None
+    text = format_status({"inference": rig.stage.status(), "model_lifecycle": rig.ctl.status()})
+    assert "automatic model rollbacks: 1 (last: model test-model nan rolled back to 1.0" in text
     scrape = render(lambda: {"model_lifecycle": rig.ctl.status() if rig.ctl else {}}).decode()
     assert "pdm_model_rollbacks_total 1.0" in scrape
 
@@ -272,3 +281,18 @@ async def test_an_over_alerting_model_is_rolled_back_after_the_period(
     versions = [s.model_version for s in rig.active_scores()]
     assert segments(versions) == ["1.0", "hot", "1.0", "2.0"]
     assert len(versions) == rig.fed
+
+
+async def test_a_promoted_version_the_dsp_cannot_feed_is_rolled_back(
+    rig: Rig, tmp_path: Path
+) -> None:
+    assert rig.ctl is not None
+    d = make_model(tmp_path / "bad", version="bad", schema_version="pdm-features/1")
+    rig.registry.install(d)
+    with pytest.raises(ValueError, match="pdm-features/1"):
+        await rig.ctl.promote("pump", "bad")
+    s = rig.registry.read_state()["test-model"]
+    assert s.active == "1.0"
+    assert "needs feature schema 'pdm-features/1'" in s.rejected["bad"]
+    await rig.feed_all(10)
+    assert {x.model_version for x in rig.active_scores()} == {"1.0"}
