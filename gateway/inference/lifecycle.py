@@ -103,7 +103,9 @@ class ModelController:
             await self.clock.sleep(self.cfg.watch_interval_s)
 
     async def tick(self) -> None:
-        """One round of the work described in the module docstring."""
+        """One round of the work described in the module docstring. The controller's own
+        registry writes are picked up by the next round like any other (reloading is
+        idempotent), so a concurrent change from the command line is never missed."""
         async with self._lock:
             stamp = self.registry.stamp()
             if stamp != self._stamp:
@@ -156,7 +158,7 @@ class ModelController:
             if current is None:
                 log.error("model %s %s cannot be loaded: %s", mid, s.active, why)
                 return
-            await self._auto_rollback(mid, s.active, f"failed to load: {why}", swap=False)
+            await self._auto_rollback(mid, s.active, f"failed to load: {why}")
             return
         previous_loaded = current
         self._active[mid] = scorer
@@ -199,7 +201,6 @@ class ModelController:
             await asyncio.to_thread(
                 self.registry.reject, mid, s.shadow, f"failed to load: {_why(exc)}"
             )
-            self._stamp = self.registry.stamp()
             return
         log.warning("model %s: version %s runs in shadow", mid, s.shadow)
 
@@ -236,7 +237,6 @@ class ModelController:
                 log.error("model %s: candidate %s %s; rejected", mid, cand.version, why)
                 del self._shadow[mid]
                 await asyncio.to_thread(self.registry.reject, mid, cand.version, why)
-                self._stamp = self.registry.stamp()
                 self._swap()
 
     async def _check_probation(self) -> None:
@@ -265,14 +265,13 @@ class ModelController:
                 del self.probation[mid]
                 self._swap()
 
-    async def _auto_rollback(self, mid: str, version: str, why: str, swap: bool = True) -> None:
+    async def _auto_rollback(self, mid: str, version: str, why: str) -> None:
         """Roll ``mid`` back from ``version``: loudly logged, counted, reported."""
         try:
             back_to = await asyncio.to_thread(self.registry.rollback, mid, why)
         except (RefusedError, UnknownError) as exc:
             log.error("model %s %s: %s; cannot roll back: %s", mid, version, why, exc)
             return
-        self._stamp = self.registry.stamp()
         p = self.probation.pop(mid, None)
         if p is not None and p.previous.version == back_to:
             self._active[mid] = p.previous
