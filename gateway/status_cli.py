@@ -77,7 +77,15 @@ def format_status(s: Mapping[str, Any]) -> str:
         )
     for asset, m in sorted(_d(_d(s.get("inference")).get("models")).items()):
         active = _d(_d(m).get("active"))
-        out.append(f"model {asset}: {active.get('id', '?')} {active.get('version', '?')}")
+        shadow = _d(_d(m).get("shadow"))
+        line = f"model {asset}: {active.get('id', '?')} {active.get('version', '?')}"
+        out.append(line + (f", shadow {shadow.get('version', '?')}" if shadow else ""))
+    rollbacks = _d(s.get("model_lifecycle")).get("rollbacks")
+    if rollbacks:
+        out.append(
+            f"automatic model rollbacks: {rollbacks} (last: "
+            f"{_d(s.get('model_lifecycle')).get('last_rollback', '')})"
+        )
     lag = _d(s.get("loop_lag"))
     out.append(
         f"event loop lag: last {float(lag.get('last_s', 0)) * 1e3:.1f} ms, "

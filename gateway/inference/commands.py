@@ -1,4 +1,5 @@
-"""``pdm-gateway models ...``: the command-line side of models (``calibrate`` for now)."""
+"""``pdm-gateway models ...``: the command-line side of models (``calibrate`` here, the
+registry commands in ``registry_cli``)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "--max-frequency", type=float, default=None, help="Hz (default 0.4 x sample rate)"
     )
     cal.add_argument("--quantize", choices=("float32", "int8"), default="float32")
+    from gateway.inference.registry_cli import add_registry_parsers
+
+    add_registry_parsers(msub)
 
 
 def _usage(msg: str) -> int:
@@ -53,6 +57,10 @@ def _usage(msg: str) -> int:
 
 
 def main_models(args: argparse.Namespace) -> int:
+    if args.models_command != "calibrate":
+        from gateway.inference.registry_cli import main_registry
+
+        return main_registry(args)
     if args.from_live:
         if args.input or args.config is None or args.duration is None:
             return _usage("--from-live needs --config and --duration, and no --input")

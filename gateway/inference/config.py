@@ -9,23 +9,48 @@ from pydantic import Field
 from gateway.core.configbase import StrictModel
 
 
+class RollbackConfig(StrictModel):
+    """When a newly promoted model is rolled back by itself: it fails to load, emits a NaN/inf
+    score, or, ``period_s`` seconds after promotion with at least ``min_frames`` scored, its
+    alert rate (scores above threshold / scored) exceeds ``factor`` times the previous model's
+    (taken as at least ``min_alert_rate``)."""
+
+    enabled: bool = True
+    period_s: float = Field(3600.0, gt=0)
+    factor: float = Field(2.0, gt=1)
+    min_frames: int = Field(50, ge=1)
+    min_alert_rate: float = Field(0.01, gt=0, le=1)
+
+
 class ModelsConfig(StrictModel):
     """``registry_dir`` relative paths are inside ``gateway.state_dir``; ``assets`` maps an asset to
-    the model id that scores it; the model is the directory ``registry_dir/<model id>`` (its
-    ``manifest.json`` and ``.tflite``) unless ``paths`` names another directory for that id
-    (relative paths are inside ``gateway.state_dir`` too). ``threads`` is the interpreter's thread
-    count; ``batch`` the most frames scored in one interpreter call."""
+    the model id that scores it. A model id installed in the registry (``pdm-gateway models
+    install``) runs its active version (verified and, with ``encryption_key``, decrypted in
+    memory); otherwise the model is the unmanaged directory ``registry_dir/<model id>`` (its
+    ``manifest.json`` and ``.tflite``, sha256 checked) unless ``paths`` names another directory
+    for that id (relative paths are inside ``gateway.state_dir`` too). ``threads`` is the
+    interpreter's thread count; ``batch`` the most frames scored in one interpreter call.
+    ``trusted_keys`` are Ed25519 public keys (PEM) whose signatures install accepts;
+    ``allow_unsigned`` lets unsigned models in. ``encryption_key`` (a file of mode 0600 or
+    stricter) stores installed models AES-GCM encrypted at rest. ``watch_interval_s``: how often
+    a running gateway looks for registry changes (promote, rollback from the command line)."""
 
     registry_dir: Path = Path("models")
     allow_unsigned: bool = False
     trusted_keys: list[Path] = Field(default_factory=list)
+    encryption_key: Path | None = None
+    watch_interval_s: float = Field(1.0, gt=0, le=3600)
+    rollback: RollbackConfig = RollbackConfig()
     threads: int = Field(1, ge=1, le=8)
     batch: int = Field(64, ge=1, le=4096)
     assets: dict[str, str] = Field(default_factory=dict)
     paths: dict[str, Path] = Field(default_factory=dict)
 
     def model_dir(self, state_dir: Path, model_id: str) -> Path:
-        """The directory of model ``model_id``."""
+        """The unmanaged directory of model ``model_id``."""
         if model_id in self.paths:
             return state_dir / self.paths[model_id]  # an absolute path stays as it is
         return state_dir / self.registry_dir / model_id
+
+    def registry_path(self, state_dir: Path) -> Path:
+        return state_dir / self.registry_dir

@@ -4,7 +4,7 @@ Series (all prefixed ``pdm_``): per device its state, breaker, mean read latency
 errors by class, samples lost; per channel the framing gaps; per queue depth, capacity,
 accepted and dropped; event-loop lag; per stage restarts; the store's written, pending and
 write errors (plus backlog, oldest age and drops when the store reports them); uplink state;
-inference latency and active model versions when those stages report them; overall health.
+inference latency, active and shadow model versions, automatic model rollbacks; overall health.
 Built from whatever ``Pipeline.status()`` returns at scrape time: no state of its own.
 """
 
@@ -57,6 +57,11 @@ class StatusCollector(Collector):
         yield from _store(_d(s.get("store")))
         yield from _uplinks(_d(s.get("uplinks")))
         yield from _inference(_d(s.get("inference")))
+        rollbacks = CounterMetricFamily(
+            "pdm_model_rollbacks", "Automatic rollbacks of newly promoted models"
+        )
+        rollbacks.add_metric([], _num(_d(s.get("model_lifecycle")).get("rollbacks")))
+        yield rollbacks
         lag = GaugeMetricFamily(
             "pdm_loop_lag_seconds", "Event-loop timer lateness", labels=["stat"]
         )

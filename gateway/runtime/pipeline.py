@@ -35,6 +35,7 @@ from gateway.core.records import (
     Score,
 )
 from gateway.dsp.stage import DspStage
+from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.stage import InferenceStage, load_models
 from gateway.opcua_server.layout import layout_from_config
 from gateway.opcua_server.server import GatewayOpcUaServer
@@ -101,13 +102,31 @@ class Pipeline:
             "scored", q.records.size, q.records.when_full
         )
         self.inference: InferenceStage | None = None
+        #: the model lifecycle (registry changes, swaps, shadow runs, automatic rollback)
+        self.models: ModelController | None = None
+        self._models_task: asyncio.Task[None] | None = None
         self.frames: BoundedQueue[FeatureFrame] | None = None
         if cfg.models.assets:
+            rollbacks: list[tuple[str, str, str, str]] = []
             models = load_models(
-                cfg.models, cfg.gateway.state_dir, dict(cfg.channels), dict(cfg.assets), cfg.dsp
+                cfg.models,
+                cfg.gateway.state_dir,
+                dict(cfg.channels),
+                dict(cfg.assets),
+                cfg.dsp,
+                rollbacks,
             )
             self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
             self.inference = InferenceStage(models, self.frames, self.scored, cfg.models.batch)
+            self.models = ModelController(
+                cfg.models,
+                cfg.gateway.state_dir,
+                self.inference,
+                self.clock,
+                feature_check(cfg.models, dict(cfg.channels), dict(cfg.assets), cfg.dsp),
+            )
+            for rollback in rollbacks:  # done while loading: counted and reported here
+                self.models.report(*rollback)
         self.collectors = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
@@ -146,6 +165,10 @@ class Pipeline:
             )
             self.opcua_server.acknowledger = self.alerts
             self.alerts.publishers.append(self.opcua_server)
+            if self.models is not None:
+                self.opcua_server.model_registry = self.models
+        if self.models is not None:
+            self.models.out = self.records  # type: ignore[assignment]  # rollback AlertEvents
         self.supervisor = Supervisor(self.clock, cfg.runtime.restart, cfg.runtime.healthy_after_s)
         self.loop_lag = LoopLagMonitor(self.clock)
         self._lag_task: asyncio.Task[None] | None = None
@@ -180,6 +203,8 @@ class Pipeline:
         self._alerts_task = self.supervisor.start(self.alerts)
         if self.inference is not None:
             self._inference_task = self.supervisor.start(self.inference)
+        if self.models is not None:
+            self._models_task = self.supervisor.start(self.models)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
         self._lag_task = self.supervisor.start(self.loop_lag)
@@ -205,6 +230,8 @@ class Pipeline:
             await self.http.stop()
         if self._lag_task is not None:
             self._lag_task.cancel()
+        if self._models_task is not None:
+            self._models_task.cancel()
         try:
             async with asyncio.timeout(deadline):
                 for t in self._collector_tasks:
@@ -270,6 +297,7 @@ class Pipeline:
             "dsp": self.dsp.status(),
             "inference": self.inference.status() if self.inference else {},
             "alerts": self.alerts.status(),
+            "model_lifecycle": self.models.status() if self.models else {},
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
         }
