@@ -1,12 +1,14 @@
 """Build the pipeline from config, run it under supervision, and drain it in order.
 
     collectors --samples queue--> dsp --records queue--> store writer --> journal (SQLite)
+    journal --> uplink forwarder (InfluxDB), when ``[uplink.influxdb]`` is configured
 
 Shutdown order (``stop``): collectors are cancelled (no new data), the samples queue is closed and
 the DSP stage drains it, then the records queue is closed and the store writer writes everything
 still queued and returns; finally the journal is closed. The whole drain is bounded by
 ``runtime.shutdown_deadline_s``; past it the remaining stages are cancelled and what was left in
-their queues is reported.
+their queues is reported. The uplink forwarder is cancelled once the store has drained (what it
+has not sent stays in the journal for the next run).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from gateway.dsp.stage import DspStage
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.supervisor import Supervisor
+from gateway.store.access import JournalAccess
 from gateway.store.journal import Journal
 from gateway.store.writer import StoreWriter
+from gateway.uplink.forwarder import InfluxForwarder
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,6 @@ def unsupported_sections(cfg: GatewayConfig) -> list[tuple[str, str]]:
 def ignored_sections(cfg: GatewayConfig) -> list[str]:
     """Sections that validate but do nothing yet in this version (warned about at start)."""
     out = []
-    if cfg.uplink.influxdb is not None:
-        out.append(
-            "uplink.influxdb: forwarding is not available in this version; "
-            "records stay in the local store"
-        )
     if cfg.opcua_server.enabled:
         out.append("opcua_server: the OPC UA server is not available in this version")
     if cfg.alerts.rules:
@@ -95,6 +94,8 @@ class Pipeline:
         self._lag_task: asyncio.Task[None] | None = None
         self.journal: Journal | None = None
         self.store: StoreWriter | None = None
+        self.uplink: InfluxForwarder | None = None
+        self._uplink_task: asyncio.Task[None] | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
@@ -103,9 +104,19 @@ class Pipeline:
         """Open the journal (``ResourceUnavailableError`` if impossible) and start all stages."""
         for warning in ignored_sections(self.cfg):
             log.warning("%s", warning)
-        self.journal = Journal(self.cfg.store_path(), self.cfg.store.synchronous)
-        self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
+        influx = self.cfg.uplink.influxdb
+        self.journal = Journal(
+            self.cfg.store_path(),
+            self.cfg.store.synchronous,
+            self.cfg.store.bounds(),
+            sinks=[influx.name] if influx else [],
+        )
+        access = JournalAccess(self.journal)
+        self.store = StoreWriter(self.cfg.store, access, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
+        if influx is not None:
+            self.uplink = InfluxForwarder(influx, access, self.clock)
+            self._uplink_task = self.supervisor.start(self.uplink)
         self._dsp_task = self.supervisor.start(self.dsp)
         self._collector_tasks = [self.supervisor.start(c) for c in self.collectors]
         self._lag_task = self.supervisor.start(self.loop_lag)
@@ -145,6 +156,9 @@ class Pipeline:
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
+        if self._uplink_task is not None:
+            self._uplink_task.cancel()
+            await asyncio.gather(self._uplink_task, return_exceptions=True)
         if self.store:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info(
@@ -162,4 +176,5 @@ class Pipeline:
             "dsp": self.dsp.status(),
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
+            "uplink": {self.uplink.cfg.name: self.uplink.status()} if self.uplink else {},
         }

@@ -1,13 +1,20 @@
-"""Records to journal rows (and back to dicts for display)."""
+"""Records to journal rows: one function per record type, ``record_row`` dispatches.
+
+Kinds: ``feature`` (FeatureFrame), ``score`` (Score), ``alert`` (AlertEvent of category
+``machine``) and ``sensor`` (AlertEvent of category ``sensor``). Non-finite feature values are
+kept (JSON NaN); the uplink decides what to send.
+"""
 
 from __future__ import annotations
 
-from gateway.core.records import FeatureFrame
+from gateway.core.records import AlertEvent, FeatureFrame, Score
 from gateway.store.journal import Row
+
+StoreRecord = FeatureFrame | Score | AlertEvent
 
 
 def frame_row(f: FeatureFrame) -> Row:
-    """A ``FeatureFrame`` as a ``feature`` row; non-finite values are stored as JSON NaN."""
+    """A ``FeatureFrame`` as a ``feature`` row at its window start."""
     return Row(
         kind="feature",
         ts_ns=f.start_ts_ns,
@@ -22,3 +29,48 @@ def frame_row(f: FeatureFrame) -> Row:
             "units": dict(zip(f.names, f.units, strict=True)),
         },
     )
+
+
+def score_row(s: Score) -> Row:
+    """A ``Score`` as a ``score`` row."""
+    return Row(
+        kind="score",
+        ts_ns=s.ts_ns,
+        asset=s.asset,
+        channel=s.channel,
+        model_version=s.model_version,
+        payload={
+            "model_id": s.model_id,
+            "score": float(s.score),
+            "threshold": float(s.threshold),
+            "shadow": s.shadow,
+        },
+    )
+
+
+def alert_row(a: AlertEvent) -> Row:
+    """An ``AlertEvent`` as an ``alert`` row, or a ``sensor`` row for sensor-health alerts."""
+    return Row(
+        kind="sensor" if a.category == "sensor" else "alert",
+        ts_ns=a.ts_ns,
+        asset=a.asset,
+        channel=a.channel,
+        model_version=a.model_version,
+        payload={
+            "alert_id": a.alert_id,
+            "rule": a.rule,
+            "state": a.state.value,
+            "severity": int(a.severity),
+            "message": a.message,
+            "top_features": [[n, float(v)] for n, v in a.top_features],
+        },
+    )
+
+
+def record_row(r: StoreRecord) -> Row:
+    """Any record the store accepts, as its row."""
+    if isinstance(r, FeatureFrame):
+        return frame_row(r)
+    if isinstance(r, Score):
+        return score_row(r)
+    return alert_row(r)

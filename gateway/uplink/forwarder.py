@@ -1,0 +1,264 @@
+"""The InfluxDB forwarder: reads the journal, writes to the server, acknowledges.
+
+Lifecycle: ``run`` (a supervised stage) loops until cancelled; cancelling loses nothing (records
+are acknowledged only after the server accepted them, so an interrupted batch is re-sent, and
+re-sending overwrites the same points).
+
+Order: the priority lane (alerts, sensor events) is sent first, at once; bulk records (features,
+scores) go in batches of ``batch_size`` points, or when ``flush_interval_s`` passed since a
+partial batch was first seen. Sending is paced to ``max_points_per_s`` (token bucket), which
+bounds the catch-up rate after an outage.
+
+Errors: ``SinkDown`` keeps the batch and retries after an exponential backoff with jitter;
+``SinkThrottled`` waits for the server's Retry-After (capped; the backoff when absent);
+``SinkRejected`` bisects the batch until the offending records are alone, copies those to the
+journal's dead-letter table, counts them and acknowledges past them (the queue never blocks).
+
+State: ``down`` (the last attempt failed), ``degraded`` (writing, but the oldest unsent record is
+older than ``degraded_after_s``: catching up), ``up``. Each change is logged once with the
+backlog; ``status()`` has the state, the backlog (records, age of the oldest) and the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from gateway.core.clock import Clock
+from gateway.store.access import JournalAccess
+from gateway.store.journal import Row
+from gateway.uplink.config import InfluxUplinkConfig
+from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrottled
+from gateway.uplink.lineproto import to_line
+
+log = logging.getLogger(__name__)
+BACKLOG_REFRESH_S = 1.0  # the backlog count scans the journal: at most this often
+
+
+class InfluxForwarder:
+    def __init__(
+        self,
+        cfg: InfluxUplinkConfig,
+        access: JournalAccess,
+        clock: Clock,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.cfg, self.access, self.clock, self.rand = cfg, access, clock, rand
+        self.name = f"uplink:{cfg.name}"
+        self.sink = InfluxSink(cfg)
+        self.state = "starting"
+        self.sent = 0  # points the server accepted
+        self.sent_by_kind: dict[str, int] = {}
+        self.rejected = 0  # records dead-lettered
+        self.unencodable = 0  # records with nothing to write (acknowledged, not sent)
+        self.retries = 0
+        self.throttled = 0
+        self.last_error = ""
+        self.backlog = 0
+        self.oldest_age_s = 0.0
+        self.changed = asyncio.Event()  # set after each batch and each state change
+        self._tokens = float(cfg.batch_size)
+        self._refill_at = clock.monotonic()
+        self._partial_since: float | None = None
+        self._backlog_at = float("-inf")
+        self._attempt = 0
+
+    def status(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "backlog": self.backlog,
+            "oldest_age_s": round(self.oldest_age_s, 3),
+            "sent": self.sent,
+            "rejected": self.rejected,
+            "unencodable": self.unencodable,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "last_error": self.last_error,
+        }
+
+    async def run(self) -> None:
+        self.sink.open()
+        try:
+            await self._refresh_backlog(force=True)
+            while True:
+                rows, lane = await self._next_batch()
+                if rows:
+                    await self._deliver(rows, lane)
+                    await self._refresh_backlog(force=False)
+                    self.changed.set()
+        finally:
+            await self.sink.close()
+
+    async def drained(self) -> None:
+        """Wait until nothing is left to send (for tests and orderly shutdowns)."""
+        while True:
+            n, _ = await self.access.call(self.access.journal.backlog, self.cfg.name)
+            if n == 0:
+                return
+            self.changed.clear()
+            await self.changed.wait()
+
+    # -- batching ----------------------------------------------------------------------------
+
+    async def _next_batch(self) -> tuple[list[Row], str]:
+        j, name = self.access.journal, self.cfg.name
+        while True:
+            self.access.appended.clear()
+            prio = await self.access.call(j.read, name, self.cfg.batch_size, "priority")
+            if prio:
+                return prio, "priority"
+            bulk = await self.access.call(j.read, name, self.cfg.batch_size, "bulk")
+            now = self.clock.monotonic()
+            if len(bulk) >= self.cfg.batch_size:
+                self._partial_since = None
+                return bulk, "bulk"
+            if bulk:
+                if self._partial_since is None:
+                    self._partial_since = now
+                wait = self._partial_since + self.cfg.flush_interval_s - now
+                if wait <= 0:
+                    self._partial_since = None
+                    return bulk, "bulk"
+            else:
+                wait = None
+            await self._refresh_backlog(force=False)
+            await self._wait_appended(wait)
+
+    async def _wait_appended(self, limit_s: float | None) -> None:
+        tasks: set[asyncio.Future[object]] = {asyncio.ensure_future(self._appended())}
+        if limit_s is not None:
+            tasks.add(asyncio.ensure_future(self.clock.sleep(limit_s)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _appended(self) -> object:
+        return await self.access.appended.wait()
+
+    async def _pace(self, n: int) -> None:
+        """Token bucket of ``max_points_per_s`` (burst: one batch)."""
+        rate, cap = self.cfg.max_points_per_s, float(max(self.cfg.batch_size, n))
+        while True:
+            now = self.clock.monotonic()
+            self._tokens = min(cap, self._tokens + (now - self._refill_at) * rate)
+            self._refill_at = now
+            if self._tokens >= n:
+                self._tokens -= n
+                return
+            await self.clock.sleep((n - self._tokens) / rate)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def _deliver(self, rows: list[Row], lane: str) -> None:
+        j = self.access.journal
+        lines: list[str] = []
+        sendable: list[Row] = []
+        for r in rows:
+            try:
+                lines.append(to_line(r))
+                sendable.append(r)
+            except ValueError:
+                self.unencodable += 1
+        if sendable:
+            await self._send(sendable, lines)
+        await self.access.call(j.ack, self.cfg.name, rows[-1].seq, lane)
+
+    async def _send(self, rows: Sequence[Row], lines: Sequence[str]) -> None:
+        """Write until accepted; a rejected batch is bisected down to the offending records."""
+        while True:
+            await self._pace(len(lines))
+            try:
+                await self.sink.write(lines, self.clock.now_ns() / 1e9)
+            except SinkThrottled as exc:
+                self.throttled += 1
+                self._failed(str(exc))
+                wait = exc.retry_after_s
+                if wait is None:
+                    wait = self.cfg.backoff.delay(self._attempt, self.rand())
+                    self._attempt += 1
+                await self.clock.sleep(min(wait, self.cfg.max_retry_after_s))
+                continue
+            except SinkDown as exc:
+                self._failed(str(exc))
+                delay = self.cfg.backoff.delay(self._attempt, self.rand())
+                self._attempt += 1
+                await self.clock.sleep(delay)
+                continue
+            except SinkRejected as exc:
+                self._attempt = 0
+                if len(rows) == 1:
+                    await self._reject(rows[0], str(exc))
+                    return
+                mid = len(rows) // 2
+                await self._send(rows[:mid], lines[:mid])
+                await self._send(rows[mid:], lines[mid:])
+                return
+            self._attempt = 0
+            self.sent += len(rows)
+            for r in rows:
+                self.sent_by_kind[r.kind] = self.sent_by_kind.get(r.kind, 0) + 1
+            self._ok()
+            return
+
+    async def _reject(self, row: Row, reason: str) -> None:
+        self.rejected += 1
+        await self.access.call(self.access.journal.dead_letter, self.cfg.name, [row], reason)
+        log.warning(
+            "uplink %s: server rejected record %d (%s, %s): %s; moved to dead letters (%d so far)",
+            self.cfg.name,
+            row.seq,
+            row.kind,
+            row.asset,
+            reason,
+            self.rejected,
+        )
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _failed(self, error: str) -> None:
+        self.retries += 1
+        self.last_error = error
+        self._set_state("down")
+
+    def _ok(self) -> None:
+        self._set_state("degraded" if self.oldest_age_s > self.cfg.degraded_after_s else "up")
+
+    async def _refresh_backlog(self, force: bool) -> None:
+        now = self.clock.monotonic()
+        if not force and now - self._backlog_at < BACKLOG_REFRESH_S:
+            return
+        self._backlog_at = now
+        n, oldest = await self.access.call(self.access.journal.backlog, self.cfg.name)
+        self.backlog = n
+        self.oldest_age_s = (
+            0.0 if oldest is None else max(0.0, (self.clock.now_ns() - oldest) / 1e9)
+        )
+        if self.state != "down":
+            self._ok()
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        prev, self.state = self.state, state
+        msg = "uplink %s %s (was %s): backlog %d record(s), oldest %.1fs%s"
+        args = (
+            self.cfg.name,
+            state,
+            prev,
+            self.backlog,
+            self.oldest_age_s,
+            f"; {self.last_error}" if state == "down" else "",
+        )
+        if state == "down":
+            log.warning(msg, *args)
+        else:
+            log.info(msg, *args)
+        self.changed.set()
