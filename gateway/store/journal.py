@@ -7,8 +7,10 @@ scores, and any kind added later). A sink reads a lane in ``seq`` order after it
 cursor for that lane and advances it with ``ack``; cursors are durable and keyed by sink name, so
 changing a sink's settings keeps its backlog.
 
-Bounds (``Bounds``): before each append the journal keeps its used bytes under
-``min(max_bytes, used + free disk - min_free_bytes)``. It frees room by deleting, oldest first,
+Bounds (``Bounds``): before each append the journal keeps the bytes its file uses under
+``min(max_bytes - WAL allowance, used + free disk - min_free_bytes)``; the WAL is checkpointed and
+truncated at an eighth of ``max_bytes`` (at most 1000 pages), so file plus WAL stay within
+``max_bytes`` up to one batch. It frees room by deleting, oldest first,
 records every configured sink has acknowledged, then unacknowledged features, then scores, then
 other bulk kinds; priority records go last, only when nothing else is left (each such drop is
 logged as an error). Records older than ``max_age_s`` (bulk) or ``priority_max_age_s`` are
@@ -135,9 +137,15 @@ class Journal:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-            self._db.execute("PRAGMA journal_size_limit=4194304")  # WAL truncated after checkpoint
             self._db.executescript(SCHEMA)
             (self.page_size,) = self._db.execute("PRAGMA page_size").fetchone()
+            # the WAL gets an eighth of the budget (at most SQLite's default 1000 pages)
+            wal_pages = 1000
+            if self.bounds.max_bytes is not None:
+                wal_pages = max(16, min(1000, self.bounds.max_bytes // 8 // self.page_size))
+            self.wal_bytes = wal_pages * int(self.page_size)
+            self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+            self._db.execute(f"PRAGMA journal_size_limit={self.wal_bytes}")
         except (OSError, sqlite3.Error) as exc:
             raise ResourceUnavailableError(f"cannot open store {path}: {exc}") from exc
 
@@ -307,7 +315,7 @@ class Journal:
 
     def _limit(self) -> int | None:
         b = self.bounds
-        limits = [b.max_bytes] if b.max_bytes is not None else []
+        limits = [b.max_bytes - self.wal_bytes] if b.max_bytes is not None else []
         if b.min_free_bytes > 0:
             free = shutil.disk_usage(self.path.parent).free
             limits.append(self.used_bytes() + free - b.min_free_bytes)

@@ -95,10 +95,10 @@ class InfluxForwarder:
     async def drained(self) -> None:
         """Wait until nothing is left to send (for tests and orderly shutdowns)."""
         while True:
+            self.changed.clear()
             n, _ = await self.access.call(self.access.journal.backlog, self.cfg.name)
             if n == 0:
                 return
-            self.changed.clear()
             await self.changed.wait()
 
     # -- batching ----------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class InfluxForwarder:
                     return bulk, "bulk"
             else:
                 wait = None
-            await self._refresh_backlog(force=False)
+            await self._refresh_backlog(force=not bulk)  # idle: the count is cheap
             await self._wait_appended(wait)
 
     async def _wait_appended(self, limit_s: float | None) -> None:
@@ -150,10 +150,10 @@ class InfluxForwarder:
             now = self.clock.monotonic()
             self._tokens = min(cap, self._tokens + (now - self._refill_at) * rate)
             self._refill_at = now
-            if self._tokens >= n:
+            if self._tokens >= n - 1e-6:  # (tolerance: float rounding must not spin)
                 self._tokens -= n
                 return
-            await self.clock.sleep((n - self._tokens) / rate)
+            await self.clock.sleep(max((n - self._tokens) / rate, 1e-3))
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -168,18 +168,28 @@ class InfluxForwarder:
             except ValueError:
                 self.unencodable += 1
         if sendable:
-            await self._send(sendable, lines)
+            await self._send(sendable, lines, lane)
         await self.access.call(j.ack, self.cfg.name, rows[-1].seq, lane)
 
-    async def _send(self, rows: Sequence[Row], lines: Sequence[str]) -> None:
-        """Write until accepted; a rejected batch is bisected down to the offending records."""
+    async def _send(self, rows: Sequence[Row], lines: Sequence[str], lane: str) -> None:
+        """Write until accepted; a rejected batch is bisected down to the offending records.
+        While a bulk batch waits to be retried, alerts that arrived meanwhile go first."""
         while True:
+            if self._attempt > 0:
+                await self._refresh_backlog(force=False)
+            if lane == "bulk" and self._attempt > 0:
+                prio = await self.access.call(
+                    self.access.journal.read, self.cfg.name, self.cfg.batch_size, "priority"
+                )
+                if prio:
+                    await self._deliver(prio, "priority")
+                    continue
             await self._pace(len(lines))
             try:
                 await self.sink.write(lines, self.clock.now_ns() / 1e9)
             except SinkThrottled as exc:
                 self.throttled += 1
-                self._failed(str(exc))
+                await self._failed(str(exc))
                 wait = exc.retry_after_s
                 if wait is None:
                     wait = self.cfg.backoff.delay(self._attempt, self.rand())
@@ -187,7 +197,7 @@ class InfluxForwarder:
                 await self.clock.sleep(min(wait, self.cfg.max_retry_after_s))
                 continue
             except SinkDown as exc:
-                self._failed(str(exc))
+                await self._failed(str(exc))
                 delay = self.cfg.backoff.delay(self._attempt, self.rand())
                 self._attempt += 1
                 await self.clock.sleep(delay)
@@ -198,8 +208,8 @@ class InfluxForwarder:
                     await self._reject(rows[0], str(exc))
                     return
                 mid = len(rows) // 2
-                await self._send(rows[:mid], lines[:mid])
-                await self._send(rows[mid:], lines[mid:])
+                await self._send(rows[:mid], lines[:mid], lane)
+                await self._send(rows[mid:], lines[mid:], lane)
                 return
             self._attempt = 0
             self.sent += len(rows)
@@ -223,10 +233,13 @@ class InfluxForwarder:
 
     # -- state -------------------------------------------------------------------------------
 
-    def _failed(self, error: str) -> None:
+    async def _failed(self, error: str) -> None:
         self.retries += 1
         self.last_error = error
+        if self.state != "down":
+            await self._refresh_backlog(force=True)
         self._set_state("down")
+        self.changed.set()
 
     def _ok(self) -> None:
         self._set_state("degraded" if self.oldest_age_s > self.cfg.degraded_after_s else "up")
@@ -237,6 +250,8 @@ class InfluxForwarder:
             return
         self._backlog_at = now
         n, oldest = await self.access.call(self.access.journal.backlog, self.cfg.name)
+        if n != self.backlog:
+            self.changed.set()
         self.backlog = n
         self.oldest_age_s = (
             0.0 if oldest is None else max(0.0, (self.clock.now_ns() - oldest) / 1e9)
