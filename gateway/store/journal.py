@@ -8,9 +8,10 @@ cursor for that lane and advances it with ``ack``; cursors are durable and keyed
 changing a sink's settings keeps its backlog.
 
 Bounds (``Bounds``): before each append the journal keeps the bytes its file uses under
-``min(max_bytes - WAL allowance, used + free disk - min_free_bytes)``; the WAL is checkpointed and
-truncated at an eighth of ``max_bytes`` (at most 1000 pages), so file plus WAL stay within
-``max_bytes`` up to one batch. It frees room by deleting, oldest first,
+``min(max_bytes - WAL allowance, used + free disk - min_free_bytes)``; the WAL is checkpointed at
+an eighth of ``max_bytes`` (at most 1000 pages) and truncated after each eviction, so file plus
+WAL stay within ``max_bytes`` (for batches small against it). Eviction commits in its own
+transaction before the batch's. It frees room by deleting, oldest first,
 records every configured sink has acknowledged, then unacknowledged features, then scores, then
 other bulk kinds; priority records go last, only when nothing else is left (each such drop is
 logged as an error). Records older than ``max_age_s`` (bulk) or ``priority_max_age_s`` are
@@ -139,11 +140,12 @@ class Journal:
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             self._db.executescript(SCHEMA)
             (self.page_size,) = self._db.execute("PRAGMA page_size").fetchone()
-            # the WAL gets an eighth of the budget (at most SQLite's default 1000 pages)
+            # the WAL is checkpointed at an eighth of the budget (at most SQLite's default of
+            # 1000 pages) and gets a quarter of it: room for one more transaction
             wal_pages = 1000
             if self.bounds.max_bytes is not None:
                 wal_pages = max(16, min(1000, self.bounds.max_bytes // 8 // self.page_size))
-            self.wal_bytes = wal_pages * int(self.page_size)
+            self.wal_bytes = 2 * wal_pages * int(self.page_size)
             self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
             self._db.execute(f"PRAGMA journal_size_limit={self.wal_bytes}")
         except (OSError, sqlite3.Error) as exc:
@@ -173,11 +175,18 @@ class Journal:
             return 0
         incoming = sum(len(d[5]) + len(d[3]) + len(d[4]) + ROW_OVERHEAD for d in data)
         self._drops_tx, self._pruned_tx = Counter(), 0
-        with self._tx():
+        evicted = False
+        with self._tx():  # make room in its own transaction, so each stays small
             if now_ns is not None and now_ns >= self._next_age_check_ns:
                 self._evict_by_age(now_ns)
                 self._next_age_check_ns = now_ns + AGE_CHECK_NS
             self._make_room(incoming)
+            evicted = bool(self._drops_tx) or self._pruned_tx > 0
+        self.drops.update(self._drops_tx)
+        self.pruned += self._pruned_tx
+        if evicted:  # give the WAL back its space at once
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._tx():
             cur = self._db.executemany(
                 "INSERT INTO records(kind, ts_ns, asset, channel, model_version, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -186,8 +195,6 @@ class Journal:
             last = cur.lastrowid
             if last is None:  # executemany does not always report it
                 (last,) = self._db.execute("SELECT max(seq) FROM records").fetchone()
-        self.drops.update(self._drops_tx)  # counted once the eviction is committed
-        self.pruned += self._pruned_tx
         return int(last)
 
     def limit_pages(self, pages: int | None) -> None:
@@ -327,12 +334,10 @@ class Journal:
             return
         used = self.used_bytes()
         if used + incoming <= limit:
-            if self.evicting:
+            if self.evicting and used + incoming < limit * self.bounds.low_water:
+                log.info("store: below its size limit again; no more drops")
                 self.evicting = False
             return
-        if not self.evicting:
-            log.warning("store: at its size limit (%d bytes): evicting oldest records", limit)
-            self.evicting = True
         target = max(0, int(limit * self.bounds.low_water) - incoming)
         prio = ",".join(f"'{k}'" for k in PRIORITY_KINDS)
         steps: list[tuple[str, str, bool]] = [
@@ -372,6 +377,13 @@ class Journal:
         )
         deleted = int(sum(c for _, c in kinds))
         if is_drop:
+            if not self.evicting:
+                log.warning(
+                    "store: full (limit %d bytes): dropping unsent records, oldest features "
+                    "first (counted in drops)",
+                    self._limit() or 0,
+                )
+                self.evicting = True
             for k, c in kinds:
                 self._drops_tx[k] += c
             if label == "priority":
