@@ -49,6 +49,7 @@ class StoreWriter:
         self.last_seq = 0
         self.write_errors = 0
         self._failing = False
+        self.flushed = asyncio.Event()  # set after every commit (waiters clear it)
 
     @property
     def pending(self) -> int:
@@ -112,6 +113,7 @@ class StoreWriter:
                 self._failing = False
             self._pending = []
             self.access.notify_appended()
+            self.flushed.set()
             if self.written == 0:
                 log.info("store: first %d record(s) written to %s", len(batch), self.journal.path)
             self.written += len(batch)

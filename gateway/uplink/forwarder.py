@@ -4,9 +4,10 @@ Lifecycle: ``run`` (a supervised stage) loops until cancelled; cancelling loses 
 are acknowledged only after the server accepted them, so an interrupted batch is re-sent, and
 re-sending overwrites the same points).
 
-Order: the priority lane (alerts, sensor events) is sent first, at once; bulk records (features,
-scores) go in batches of ``batch_size`` points, or when ``flush_interval_s`` passed since a
-partial batch was first seen. Sending is paced to ``max_points_per_s`` (token bucket), which
+Order: the priority lane (alerts, sensor events) is sent first, at once (when both lanes have
+records they alternate batch by batch, so a stream of alerts cannot starve the rest); bulk
+records (features, scores) go in batches of ``batch_size`` points, or when ``flush_interval_s``
+passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token bucket), which
 bounds the catch-up rate after an outage.
 
 Errors: ``SinkDown`` keeps the batch and retries after an exponential backoff with jitter;
@@ -65,6 +66,7 @@ class InfluxForwarder:
         self._partial_since: float | None = None
         self._backlog_at = float("-inf")
         self._attempt = 0
+        self._last_lane = "bulk"
 
     def status(self) -> dict[str, object]:
         return {
@@ -107,9 +109,13 @@ class InfluxForwarder:
         j, name = self.access.journal, self.cfg.name
         while True:
             self.access.appended.clear()
-            prio = await self.access.call(j.read, name, self.cfg.batch_size, "priority")
-            if prio:
-                return prio, "priority"
+            prio: list[Row] = []
+            if self._last_lane != "priority":
+                prio = await self.access.call(j.read, name, self.cfg.batch_size, "priority")
+                if prio:
+                    self._last_lane = "priority"
+                    return prio, "priority"
+            self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
             bulk = await self.access.call(j.read, name, self.cfg.batch_size, "bulk")
             now = self.clock.monotonic()
             if len(bulk) >= self.cfg.batch_size:

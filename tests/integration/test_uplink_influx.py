@@ -78,8 +78,8 @@ class Gateway:
     async def committed(self, n: int) -> None:
         """Wait until ``n`` records are in the journal."""
         while self.writer.written < n:
-            await self.access.appended.wait()
-            self.access.appended.clear()
+            self.writer.flushed.clear()
+            await self.writer.flushed.wait()
 
     async def stop(self) -> None:
         await self.queue.close()
