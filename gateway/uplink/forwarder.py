@@ -7,8 +7,8 @@ re-sending overwrites the same points).
 Order: the priority lane (alerts, sensor events) is sent first, at once (when both lanes have
 records they alternate batch by batch, so a stream of alerts cannot starve the rest); bulk
 records (features, scores) go in batches of ``batch_size`` points, or when ``flush_interval_s``
-passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token bucket), which
-bounds the catch-up rate after an outage.
+passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token
+bucket), which bounds the catch-up rate after an outage.
 
 Errors: ``SinkDown`` keeps the batch and retries after an exponential backoff with jitter;
 ``SinkThrottled`` waits for the server's Retry-After (capped; the backoff when absent);
