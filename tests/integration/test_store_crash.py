@@ -110,8 +110,11 @@ async def check_server(vm: VictoriaMetrics, path: Path) -> None:
     for labels, ts, v in got:
         assert ts == (T0 + int(v) * STEP_NS) // 1_000_000
         assert labels["asset"] in ("m1", "m2")
-    for kind, metric in (("alert", "alert_state_code"), ("sensor", "sensor_state_code"),
-                         ("score", "score_score")):
+    for kind, metric in (
+        ("alert", "alert_state_code"),
+        ("sensor", "sensor_state_code"),
+        ("score", "score_score"),
+    ):
         want = sorted(r.ts_ns // 1_000_000 for r in rows if r.kind == kind)
         assert want
         assert sorted(ts for _, ts, _ in await vm.values(metric)) == want

@@ -119,9 +119,7 @@ def test_alerts_are_dropped_only_when_nothing_else_is_left_and_loudly(
     assert j.drops["score"] == 1
     assert j.drops["alert"] > 0
     assert j.drops["alert"] + j.count("alert") == 2000
-    assert any(
-        r.levelno == logging.ERROR and "alert" in r.getMessage() for r in caplog.records
-    )
+    assert any(r.levelno == logging.ERROR and "alert" in r.getMessage() for r in caplog.records)
     j.close()
 
 

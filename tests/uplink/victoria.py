@@ -32,7 +32,8 @@ class VictoriaMetrics:
         async with aiohttp.ClientSession() as s:
             async with s.get(f"{self.url}/internal/force_flush") as r:
                 r.raise_for_status()
-            async with s.post(f"{self.url}/api/v1/export", data={"match[]": match}) as r:
+            form = {"match[]": match, "start": "0", "end": "4102444800"}  # all time to 2100
+            async with s.post(f"{self.url}/api/v1/export", data=form) as r:
                 r.raise_for_status()
                 text = await r.text()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -87,6 +88,7 @@ async def victoria_metrics(storage: Path) -> AsyncIterator[VictoriaMetrics]:
         "-dedup.minScrapeInterval=1ms",
         "-retentionPeriod=100y",
         "-loggerLevel=ERROR",
+        "-search.disableCache",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
