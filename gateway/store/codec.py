@@ -2,7 +2,7 @@
 
 Kinds: ``feature`` (FeatureFrame), ``score`` (Score), ``alert`` (AlertEvent of category
 ``machine``) and ``sensor`` (AlertEvent of category ``sensor``). Non-finite feature values are
-kept (JSON NaN); the uplink decides what to send.
+stored as JSON ``null`` (a value that could not be computed); the uplink leaves them out.
 """
 
 from __future__ import annotations

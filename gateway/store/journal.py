@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from gateway.core.errors import ResourceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,32 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 _COLS = "seq, kind, ts_ns, asset, channel, model_version, payload"
 
 
+#: (kind, ts_ns, asset, channel, model_version, payload JSON): a row as stored
+EncodedRow = tuple[str, int, str, str, str, str]
+
+
+def encode_payload(payload: dict[str, object]) -> str:
+    """Compact JSON (orjson); non-finite numbers become ``null``."""
+    return orjson.dumps(payload).decode()
+
+
+def decode_payload(text: str) -> dict[str, object]:
+    try:
+        out = orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN/Infinity written by an older version
+        out = json.loads(text)
+    assert isinstance(out, dict)
+    return out
+
+
+def encode_rows(rows: Iterable[Row]) -> list[EncodedRow]:
+    """Rows as stored (see ``encode_payload``)."""
+    return [
+        (r.kind, r.ts_ns, r.asset, r.channel, r.model_version, encode_payload(r.payload))
+        for r in rows
+    ]
+
+
 def lane_of(kind: str) -> str:
     """The lane a record kind travels in."""
     return "priority" if kind in PRIORITY_KINDS else "bulk"
@@ -108,7 +136,9 @@ class Bounds:
 
 def _row(t: tuple[int, str, int, str, str, str, str]) -> Row:
     s, k, ts, a, c, m, p = t
-    return Row(kind=k, ts_ns=ts, asset=a, channel=c, model_version=m, payload=json.loads(p), seq=s)
+    return Row(
+        kind=k, ts_ns=ts, asset=a, channel=c, model_version=m, payload=decode_payload(p), seq=s
+    )
 
 
 class Journal:
@@ -160,17 +190,10 @@ class Journal:
         """Write ``rows`` in one transaction after making room within the bounds; returns the
         last ``seq`` assigned (0 if none). ``now_ns`` (wall time) drives age eviction.
         ``sqlite3.OperationalError`` (e.g. disk full) leaves the journal unchanged."""
-        data = [
-            (
-                r.kind,
-                r.ts_ns,
-                r.asset,
-                r.channel,
-                r.model_version,
-                json.dumps(r.payload, separators=(",", ":"), allow_nan=True),
-            )
-            for r in rows
-        ]
+        return self.append_encoded(encode_rows(rows), now_ns)
+
+    def append_encoded(self, data: Sequence[EncodedRow], now_ns: int | None = None) -> int:
+        """``append`` for rows already encoded by ``encode_rows``."""
         if not data:
             return 0
         incoming = sum(len(d[5]) + len(d[3]) + len(d[4]) + ROW_OVERHEAD for d in data)
@@ -205,9 +228,13 @@ class Journal:
 
     # -- reading and acknowledging ----------------------------------------------------------
 
-    def read(self, sink: str, limit: int, lane: str = "bulk") -> list[Row]:
-        """Up to ``limit`` records of ``lane`` after ``sink``'s cursor for it, in ``seq`` order."""
-        after = self.cursor(sink, lane)
+    def read(
+        self, sink: str, limit: int, lane: str = "bulk", after: int | None = None
+    ) -> list[Row]:
+        """Up to ``limit`` records of ``lane`` after ``sink``'s cursor for it (or after ``after``),
+        in ``seq`` order."""
+        if after is None:
+            after = self.cursor(sink, lane)
         if lane == "priority":
             marks = ",".join("?" * len(PRIORITY_KINDS))
             rows = self._db.execute(
@@ -255,7 +282,7 @@ class Journal:
                         r.asset,
                         r.channel,
                         r.model_version,
-                        json.dumps(r.payload, allow_nan=True),
+                        encode_payload(r.payload),
                         reason,
                     )
                     for r in rows

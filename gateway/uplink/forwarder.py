@@ -36,7 +36,10 @@ from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrott
 from gateway.uplink.lineproto import to_line
 
 log = logging.getLogger(__name__)
-BACKLOG_REFRESH_S = 1.0  # the backlog count scans the journal: at most this often
+BACKLOG_REFRESH_S = 1.0
+Batch = tuple[
+    list[Row], list[str | None]
+]  # the backlog count scans the journal: at most this often
 
 
 class InfluxForwarder:
@@ -67,6 +70,8 @@ class InfluxForwarder:
         self._backlog_at = float("-inf")
         self._attempt = 0
         self._last_lane = "bulk"
+        self._bulk_cursor = 0
+        self._prefetch: tuple[int, asyncio.Future[Batch]] | None = None
 
     def status(self) -> dict[str, object]:
         return {
@@ -85,13 +90,19 @@ class InfluxForwarder:
         self.sink.open()
         try:
             await self._refresh_backlog(force=True)
+            self._bulk_cursor = await self.access.call(
+                self.access.journal.cursor, self.cfg.name, "bulk"
+            )
             while True:
-                rows, lane = await self._next_batch()
+                rows, lines, lane = await self._next_batch()
                 if rows:
-                    await self._deliver(rows, lane)
+                    await self._deliver(rows, lines, lane)
                     await self._refresh_backlog(force=False)
                     self.changed.set()
         finally:
+            if self._prefetch is not None:
+                self._prefetch[1].cancel()
+                self._prefetch = None
             await self.sink.close()
 
     async def drained(self) -> None:
@@ -105,29 +116,57 @@ class InfluxForwarder:
 
     # -- batching ----------------------------------------------------------------------------
 
-    async def _next_batch(self) -> tuple[list[Row], str]:
-        j, name = self.access.journal, self.cfg.name
+    def _read_encoded(self, lane: str, after: int | None) -> Batch:
+        """Read a batch and encode it (on the journal's thread); ``None`` for an unencodable
+        record."""
+        rows = self.access.journal.read(self.cfg.name, self.cfg.batch_size, lane, after)
+        lines: list[str | None] = []
+        for r in rows:
+            try:
+                lines.append(to_line(r))
+            except ValueError:
+                lines.append(None)
+        return rows, lines
+
+    async def _bulk_batch(self) -> Batch:
+        """The next bulk batch, prefetched while the previous one was being sent if possible."""
+        pre, self._prefetch = self._prefetch, None
+        if pre is not None:
+            after, task = pre
+            if after == self._bulk_cursor:
+                return await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return await self.access.call(self._read_encoded, "bulk", self._bulk_cursor)
+
+    async def _next_batch(self) -> tuple[list[Row], list[str | None], str]:
         while True:
             self.access.appended.clear()
-            prio: list[Row] = []
             if self._last_lane != "priority":
-                prio = await self.access.call(j.read, name, self.cfg.batch_size, "priority")
+                prio, plines = await self.access.call(self._read_encoded, "priority", None)
                 if prio:
                     self._last_lane = "priority"
-                    return prio, "priority"
+                    return prio, plines, "priority"
             self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
-            bulk = await self.access.call(j.read, name, self.cfg.batch_size, "bulk")
+            bulk, lines = await self._bulk_batch()
             now = self.clock.monotonic()
             if len(bulk) >= self.cfg.batch_size:
                 self._partial_since = None
-                return bulk, "bulk"
+                # catching up: read and encode the next batch while this one is sent
+                nxt = bulk[-1].seq
+                self._prefetch = (
+                    nxt,
+                    asyncio.ensure_future(self.access.call(self._read_encoded, "bulk", nxt)),
+                )
+                return bulk, lines, "bulk"
             if bulk:
                 if self._partial_since is None:
                     self._partial_since = now
                 wait = self._partial_since + self.cfg.flush_interval_s - now
                 if wait <= 0:
                     self._partial_since = None
-                    return bulk, "bulk"
+                    return bulk, lines, "bulk"
             else:
                 wait = None
             await self._refresh_backlog(force=not bulk)  # idle: the count is cheap
@@ -163,19 +202,15 @@ class InfluxForwarder:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    async def _deliver(self, rows: list[Row], lane: str) -> None:
-        j = self.access.journal
-        lines: list[str] = []
-        sendable: list[Row] = []
-        for r in rows:
-            try:
-                lines.append(to_line(r))
-                sendable.append(r)
-            except ValueError:
-                self.unencodable += 1
+    async def _deliver(self, rows: list[Row], encoded: list[str | None], lane: str) -> None:
+        sendable = [r for r, line in zip(rows, encoded, strict=True) if line is not None]
+        lines = [line for line in encoded if line is not None]
+        self.unencodable += len(rows) - len(sendable)
         if sendable:
             await self._send(sendable, lines, lane)
-        await self.access.call(j.ack, self.cfg.name, rows[-1].seq, lane)
+        await self.access.call(self.access.journal.ack, self.cfg.name, rows[-1].seq, lane)
+        if lane == "bulk":
+            self._bulk_cursor = max(self._bulk_cursor, rows[-1].seq)
 
     async def _send(self, rows: Sequence[Row], lines: Sequence[str], lane: str) -> None:
         """Write until accepted; a rejected batch is bisected down to the offending records.
@@ -184,11 +219,9 @@ class InfluxForwarder:
             if self._attempt > 0:
                 await self._refresh_backlog(force=False)
             if lane == "bulk" and self._attempt > 0:
-                prio = await self.access.call(
-                    self.access.journal.read, self.cfg.name, self.cfg.batch_size, "priority"
-                )
+                prio, plines = await self.access.call(self._read_encoded, "priority", None)
                 if prio:
-                    await self._deliver(prio, "priority")
+                    await self._deliver(prio, plines, "priority")
                     continue
             await self._pace(len(lines))
             try:

@@ -17,6 +17,7 @@ Python's shortest round-trip repr, and it is several times faster on the drain p
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from gateway.store.journal import Row
 
@@ -32,6 +33,12 @@ def _num(v: object) -> float | None:
         return None
     f = float(v)
     return f if math.isfinite(f) else None
+
+
+@lru_cache(maxsize=4096)
+def _key(s: str) -> str:
+    """A tag key, tag value or field key, escaped (names repeat: cached)."""
+    return s.translate(_KEY)
 
 
 def _field(v: float | int | str) -> str:
@@ -50,10 +57,14 @@ def to_line(r: Row) -> str:
     if r.kind == "feature":
         feats = pl.get("features", {})
         if isinstance(feats, dict):
+            isfinite = math.isfinite
             for name, v in feats.items():
-                f = _num(v)
-                if f is not None:
-                    fields[str(name)] = f
+                if type(v) is float and isfinite(v):  # (the hot path: no conversion)
+                    fields[name] = v
+                else:
+                    f = _num(v)
+                    if f is not None:
+                        fields[str(name)] = f
         fields["quality"] = QUALITY.get(str(pl.get("quality")), 2)
     elif r.kind == "score":
         tags["model_id"] = str(pl.get("model_id", ""))
@@ -78,7 +89,10 @@ def to_line(r: Row) -> str:
     if not fields:
         raise ValueError(f"record {r.seq} ({r.kind}) has no field to write")
     head = r.kind.translate(_MEAS) + "".join(
-        f",{k.translate(_KEY)}={v.translate(_KEY)}" for k, v in sorted(tags.items()) if v
+        f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if v
     )
-    body = ",".join(f"{k.translate(_KEY)}={_field(v)}" for k, v in sorted(fields.items()))
+    body = ",".join(
+        f"{_key(k)}={v!r}" if type(v) is float else f"{_key(k)}={_field(v)}"
+        for k, v in sorted(fields.items())
+    )
     return f"{head} {body} {r.ts_ns}"
