@@ -22,6 +22,7 @@ The journal is used from one thread at a time (see ``JournalAccess``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -42,6 +43,7 @@ LANES = ("priority", "bulk")
 #: order in which unacknowledged bulk records are evicted when the journal is full
 EVICTION_ORDER = ("feature", "score")
 ROW_OVERHEAD = 48  # approximate bytes a row costs beyond its text columns
+WAL_MAX_BYTES = 1 << 20  # WAL checkpoint threshold (SQLite's default is 1000 pages)
 AGE_CHECK_NS = 10_000_000_000  # age eviction runs at most this often (it scans the table)
 
 SCHEMA = """
@@ -170,11 +172,11 @@ class Journal:
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             self._db.executescript(SCHEMA)
             (self.page_size,) = self._db.execute("PRAGMA page_size").fetchone()
-            # the WAL is checkpointed at an eighth of the budget (at most SQLite's default of
-            # 1000 pages) and gets a quarter of it: room for one more transaction
-            wal_pages = 1000
+            # the WAL is checkpointed at an eighth of the budget (at most 1 MB) and gets a
+            # quarter of it: room for one more transaction
+            wal_pages = WAL_MAX_BYTES // int(self.page_size)
             if self.bounds.max_bytes is not None:
-                wal_pages = max(16, min(1000, self.bounds.max_bytes // 8 // self.page_size))
+                wal_pages = max(16, min(wal_pages, self.bounds.max_bytes // 8 // self.page_size))
             self.wal_bytes = 2 * wal_pages * int(self.page_size)
             self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
             self._db.execute(f"PRAGMA journal_size_limit={self.wal_bytes}")
@@ -196,6 +198,15 @@ class Journal:
         """``append`` for rows already encoded by ``encode_rows``."""
         if not data:
             return 0
+        try:
+            return self._append(data, now_ns)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):  # hand the WAL's spare space back, then report
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raise
+
+    def _append(self, data: Sequence[EncodedRow], now_ns: int | None) -> int:
         incoming = sum(len(d[5]) + len(d[3]) + len(d[4]) + ROW_OVERHEAD for d in data)
         self._drops_tx, self._pruned_tx = Counter(), 0
         evicted = False
@@ -351,8 +362,13 @@ class Journal:
         b = self.bounds
         limits = [b.max_bytes - self.wal_bytes] if b.max_bytes is not None else []
         if b.min_free_bytes > 0:
+            # the WAL may still grow to its allowance: that space is not free for records
             free = shutil.disk_usage(self.path.parent).free
-            limits.append(self.used_bytes() + free - b.min_free_bytes)
+            wal = self.path.with_name(self.path.name + "-wal")
+            wal_now = wal.stat().st_size if wal.exists() else 0
+            room = free - max(0, self.wal_bytes - wal_now) - b.min_free_bytes
+            (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+            limits.append(int(pages) * int(self.page_size) + room)  # (free pages are reused)
         return min(limits) if limits else None
 
     def _make_room(self, incoming: int) -> None:
