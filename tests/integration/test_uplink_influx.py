@@ -22,6 +22,7 @@ from gateway.store.journal import Journal
 from gateway.store.writer import StoreWriter
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.forwarder import InfluxForwarder
+from tests.uplink.certs import self_signed
 from tests.uplink.faultproxy import FaultProxy
 from tests.uplink.records import CHANNELS, STEP_NS, T0, alert, frame, mixed
 from tests.uplink.victoria import VictoriaMetrics, victoria_metrics
@@ -242,3 +243,35 @@ async def test_a_poisoned_record_is_dead_lettered_alone_and_never_blocks(
     await check_arrived_once(vm, set(range(500)) - {137})
     # the bisection cost a few extra requests, not one per record
     assert proxy.rejected <= 2 * 8
+
+
+async def test_tls_with_the_servers_certificate_and_refused_without_it(
+    tmp_path: Path, make_gateway: Callable[[InfluxUplinkConfig], Gateway]
+) -> None:
+    cert, key = self_signed(tmp_path)
+    async with victoria_metrics(tmp_path / "vm-tls", tls=(cert, key)) as vm:
+        assert vm.url.startswith("https://")
+        # not trusted (the system store does not know this certificate): kept, state down
+        gw = make_gateway(uplink_cfg(vm.url, name="untrusted"))
+        await gw.put([frame(i) for i in range(50)])
+        await wait_for(lambda: gw.forwarder.retries >= 2, gw.forwarder.changed)
+        assert gw.forwarder.state == "down"
+        assert "certificate" in gw.forwarder.last_error.lower()
+        await gw.stop()
+        # trusted through ca_file: everything arrives, encrypted
+        gw2 = make_gateway(uplink_cfg(vm.url, name="trusted", ca_file=str(cert)))
+        await asyncio.wait_for(gw2.forwarder.drained(), 30)
+        await check_arrived_once(vm, set(range(50)))
+
+
+async def test_catch_up_is_paced_to_the_configured_rate(
+    vm: VictoriaMetrics, make_gateway: Callable[[InfluxUplinkConfig], Gateway]
+) -> None:
+    gw = make_gateway(uplink_cfg(vm.url, batch_size=100, max_points_per_s=500.0))
+    t0 = gw.clock.monotonic()
+    await gw.put([frame(i) for i in range(2000)])
+    await gw.committed(2000)
+    await asyncio.wait_for(gw.forwarder.drained(), 30)
+    # 2000 points at 500/s with a burst of one batch: at least (2000 - 100) / 500 s of clock time
+    assert gw.clock.monotonic() - t0 >= (2000 - 100) / 500 - 1e-6
+    await check_arrived_once(vm, set(range(2000)))

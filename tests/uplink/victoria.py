@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,14 +23,18 @@ BINARY = "victoria-metrics"
 
 
 class VictoriaMetrics:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ca: Path | None = None) -> None:
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
+        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+
+    def session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl))
 
     async def export(self, match: str = '{__name__=~".+"}') -> list[dict[str, object]]:
         """Every series matching ``match`` with its samples (after making recent writes
         visible)."""
-        async with aiohttp.ClientSession() as s:
+        async with self.session() as s:
             async with s.get(f"{self.url}/internal/force_flush") as r:
                 r.raise_for_status()
             form = {"match[]": match, "start": "0", "end": "4102444800"}  # all time to 2100
@@ -63,13 +68,13 @@ class VictoriaMetrics:
         return out
 
 
-async def _wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as s:
+async def _wait_healthy(vm: VictoriaMetrics, proc: asyncio.subprocess.Process) -> None:
+    async with vm.session() as s:
         while True:
             if proc.returncode is not None:
                 raise RuntimeError(f"{BINARY} exited with {proc.returncode}")
             try:
-                async with s.get(f"{url}/health") as r:
+                async with s.get(f"{vm.url}/health") as r:
                     if r.status == 200:
                         return
             except aiohttp.ClientError:
@@ -78,9 +83,13 @@ async def _wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
 
 
 @asynccontextmanager
-async def victoria_metrics(storage: Path) -> AsyncIterator[VictoriaMetrics]:
-    """Run a server with storage in ``storage`` until the block exits."""
+async def victoria_metrics(
+    storage: Path, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[VictoriaMetrics]:
+    """Run a server with storage in ``storage`` until the block exits; with ``tls`` (a
+    certificate and its key, PEM) it serves HTTPS only."""
     port = free_port()
+    tls_args = ["-tls", f"-tlsCertFile={tls[0]}", f"-tlsKeyFile={tls[1]}"] if tls else []
     proc = await asyncio.create_subprocess_exec(
         BINARY,
         f"-httpListenAddr=127.0.0.1:{port}",
@@ -89,13 +98,14 @@ async def victoria_metrics(storage: Path) -> AsyncIterator[VictoriaMetrics]:
         "-retentionPeriod=100y",
         "-loggerLevel=ERROR",
         "-search.disableCache",
+        *tls_args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        vm = VictoriaMetrics(port)
+        vm = VictoriaMetrics(port, tls[0] if tls else None)
         async with asyncio.timeout(30):  # a hang guard
-            await _wait_healthy(vm.url, proc)
+            await _wait_healthy(vm, proc)
         yield vm
     finally:
         proc.terminate()
