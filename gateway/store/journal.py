@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS records (
     model_version TEXT NOT NULL DEFAULT '',
     payload TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_kind ON records(kind, seq);
+DROP INDEX IF EXISTS records_kind;
+CREATE INDEX IF NOT EXISTS records_priority ON records(seq) WHERE kind IN ('alert', 'sensor');
 CREATE TABLE IF NOT EXISTS sink_cursors (
     sink TEXT NOT NULL,
     lane TEXT NOT NULL,
@@ -210,12 +211,16 @@ class Journal:
         incoming = sum(len(d[5]) + len(d[3]) + len(d[4]) + ROW_OVERHEAD for d in data)
         self._drops_tx, self._pruned_tx = Counter(), 0
         evicted = False
-        with self._tx():  # make room in its own transaction, so each stays small
-            if now_ns is not None and now_ns >= self._next_age_check_ns:
-                self._evict_by_age(now_ns)
-                self._next_age_check_ns = now_ns + AGE_CHECK_NS
-            self._make_room(incoming)
-            evicted = bool(self._drops_tx) or self._pruned_tx > 0
+        b = self.bounds
+        bounded = b.max_bytes is not None or b.min_free_bytes > 0
+        aged = (b.max_age_s or b.priority_max_age_s) and now_ns is not None
+        if bounded or aged:
+            with self._tx():  # make room in its own transaction, so each stays small
+                if aged and now_ns is not None and now_ns >= self._next_age_check_ns:
+                    self._evict_by_age(now_ns)
+                    self._next_age_check_ns = now_ns + AGE_CHECK_NS
+                self._make_room(incoming)
+                evicted = bool(self._drops_tx) or self._pruned_tx > 0
         self.drops.update(self._drops_tx)
         self.pruned += self._pruned_tx
         if evicted:  # give the WAL back its space at once
