@@ -64,6 +64,7 @@ class InfluxForwarder:
         self.backlog = 0
         self.oldest_age_s = 0.0
         self.changed = asyncio.Event()  # set after each batch and each state change
+        self.idle = asyncio.Event()  # set while both lanes are empty
         self._tokens = float(cfg.batch_size)
         self._refill_at = clock.monotonic()
         self._partial_since: float | None = None
@@ -108,6 +109,7 @@ class InfluxForwarder:
     async def drained(self) -> None:
         """Wait until nothing is left to send (for tests and orderly shutdowns)."""
         while True:
+            await self.idle.wait()  # (the backlog is counted only when the forwarder is idle)
             self.changed.clear()
             n, _ = await self.access.call(self.access.journal.backlog, self.cfg.name)
             if n == 0:
@@ -141,9 +143,11 @@ class InfluxForwarder:
         return await self.access.call(self._read_encoded, "bulk", self._bulk_cursor)
 
     async def _next_batch(self) -> tuple[list[Row], list[str | None], str]:
+        self.idle.clear()
         while True:
             self.access.appended.clear()
-            if self._last_lane != "priority":
+            skipped_priority = self._last_lane == "priority"
+            if not skipped_priority:
                 prio, plines = await self.access.call(self._read_encoded, "priority", None)
                 if prio:
                     self._last_lane = "priority"
@@ -160,6 +164,8 @@ class InfluxForwarder:
                     asyncio.ensure_future(self.access.call(self._read_encoded, "bulk", nxt)),
                 )
                 return bulk, lines, "bulk"
+            if skipped_priority:
+                continue  # no full bulk batch: the priority lane is looked at before waiting
             if bulk:
                 if self._partial_since is None:
                     self._partial_since = now
@@ -169,6 +175,7 @@ class InfluxForwarder:
                     return bulk, lines, "bulk"
             else:
                 wait = None
+                self.idle.set()
             await self._refresh_backlog(force=not bulk)  # idle: the count is cheap
             await self._wait_appended(wait)
 

@@ -275,3 +275,25 @@ async def test_catch_up_is_paced_to_the_configured_rate(
     # 2000 points at 500/s with a burst of one batch: at least (2000 - 100) / 500 s of clock time
     assert gw.clock.monotonic() - t0 >= (2000 - 100) / 500 - 1e-6
     await check_arrived_once(vm, set(range(2000)))
+
+
+async def test_more_alerts_than_a_batch_and_a_steady_mix_all_go(
+    vm: VictoriaMetrics, make_gateway: Callable[[InfluxUplinkConfig], Gateway]
+) -> None:
+    """Lanes alternate when both have records; a lane with more than one batch is not left
+    waiting, and alerts arriving all the time do not hold features back."""
+    gw = make_gateway(uplink_cfg(vm.url, batch_size=200))
+    await gw.put([alert(i) for i in range(600)])
+    await gw.committed(600)
+    await asyncio.wait_for(gw.forwarder.drained(), 30)
+    assert len(await vm.values("alert_state_code")) == 600
+    mix: list[StoreRecord] = []
+    for i in range(1000, 3000):
+        mix.append(frame(i))
+        if i % 4 == 0:
+            mix.append(alert(i))
+    await gw.put(mix)
+    await gw.committed(600 + len(mix))
+    await asyncio.wait_for(gw.forwarder.drained(), 30)
+    assert len(await vm.values("alert_state_code")) == 600 + 500
+    await check_arrived_once(vm, set(range(1000, 3000)))
