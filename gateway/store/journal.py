@@ -8,14 +8,17 @@ cursor for that lane and advances it with ``ack``; cursors are durable and keyed
 changing a sink's settings keeps its backlog.
 
 Bounds (``Bounds``): before each append the journal keeps the bytes its file uses under
-``min(max_bytes - WAL allowance, used + free disk - min_free_bytes)``; the WAL is checkpointed at
-an eighth of ``max_bytes`` (at most 1000 pages) and truncated after each eviction, so file plus
-WAL stay within ``max_bytes`` (for batches small against it). Eviction commits in its own
-transaction before the batch's. It frees room by deleting, oldest first,
-records every configured sink has acknowledged, then unacknowledged features, then scores, then
+``min(max_bytes - WAL allowance, file size + free disk - WAL growth left - min_free_bytes)``; the
+WAL is checkpointed at an eighth of ``max_bytes`` (at most 1 MB), gets a quarter of it, and is
+truncated after each eviction, so file plus WAL stay within ``max_bytes`` (for batches small
+against it). Eviction commits in its own transaction before the batch's. It frees room by
+deleting, oldest first, records every configured sink has acknowledged, then unacknowledged features, then scores, then
 other bulk kinds; priority records go last, only when nothing else is left (each such drop is
 logged as an error). Records older than ``max_age_s`` (bulk) or ``priority_max_age_s`` are
 deleted too. Every unacknowledged record deleted is a *drop*, counted by kind in ``drops``.
+
+Payloads are stored as compact JSON (orjson; non-finite numbers as ``null``). Only the priority
+lane is indexed (a partial index), so bulk appends cost no index update.
 
 The journal is used from one thread at a time (see ``JournalAccess``).
 """
