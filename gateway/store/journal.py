@@ -14,8 +14,8 @@ truncated after each eviction, so file plus WAL stay within ``max_bytes`` (for b
 against it). Eviction commits in its own transaction before the batch's. It frees room by
 deleting, oldest first, records every configured sink has acknowledged, then unacknowledged
 features, then scores, then other bulk kinds; priority records go last, only when nothing else
-is left (each such drop is logged as an error). Records older than ``max_age_s`` (bulk) or ``priority_max_age_s`` are
-deleted too. Every unacknowledged record deleted is a *drop*, counted by kind in ``drops``.
+is left (each such drop is logged as an error). Records older than ``max_age_s`` (bulk) or
+``priority_max_age_s`` are deleted too. Every unacknowledged record deleted is a *drop*, counted by kind in ``drops``.
 
 Payloads are stored as compact JSON (orjson; non-finite numbers as ``null``). Only the priority
 lane is indexed (a partial index), so bulk appends cost no index update.
