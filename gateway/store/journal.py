@@ -15,7 +15,8 @@ against it). Eviction commits in its own transaction before the batch's. It free
 deleting, oldest first, records every configured sink has acknowledged, then unacknowledged
 features, then scores, then other bulk kinds; priority records go last, only when nothing else
 is left (each such drop is logged as an error). Records older than ``max_age_s`` (bulk) or
-``priority_max_age_s`` are deleted too. Every unacknowledged record deleted is a *drop*, counted by kind in ``drops``.
+``priority_max_age_s`` are deleted too. Every unacknowledged record deleted is a *drop*,
+counted by kind in ``drops``.
 
 Payloads are stored as compact JSON (orjson; non-finite numbers as ``null``). Only the priority
 lane is indexed (a partial index), so bulk appends cost no index update.
