@@ -69,7 +69,7 @@ def format_status(s: Mapping[str, Any]) -> str:
         f"store: {store.get('state', '?')}, {store.get('written', 0)} written this run, "
         f"{store.get('pending', 0)} pending"
     )
-    for name, u in sorted(_d(s.get("uplinks")).items()):
+    for name, u in sorted(_d(s.get("uplink")).items()):
         u = _d(u)
         out.append(
             f"uplink {name}: {u.get('state', '?')}, backlog {u.get('backlog', 0)} record(s), "

@@ -8,7 +8,7 @@
 # PACKAGES="mbpoll victoria-metrics".
 set -eu
 
-PACKAGES="mbpoll libmodbus-dev: gcc systemd:systemd-analyze"
+PACKAGES="mbpoll libmodbus-dev: gcc systemd:systemd-analyze victoria-metrics"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -75,7 +75,7 @@ def assess(status: Mapping[str, Any], previous: Mapping[str, Any] | None = None)
     lag = float(_d(status.get("loop_lag")).get("last_s", 0.0))
     if lag >= LAG_DEGRADED_S:
         h = h.worse("degraded", f"event loop lagging ({lag:.2f}s)")
-    for name, up in sorted(_d(status.get("uplinks")).items()):
+    for name, up in sorted(_d(status.get("uplink")).items()):
         state = _d(up).get("state")
         if state not in (None, "up"):
             h = h.worse("degraded", f"uplink {name} {state}")

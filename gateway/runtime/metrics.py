@@ -55,7 +55,7 @@ class StatusCollector(Collector):
         yield from _queues(_d(s.get("queues")))
         yield from _stages(_d(s.get("stages")))
         yield from _store(_d(s.get("store")))
-        yield from _uplinks(_d(s.get("uplinks")))
+        yield from _uplinks(_d(s.get("uplink")))
         yield from _inference(_d(s.get("inference")))
         rollbacks = CounterMetricFamily(
             "pdm_model_rollbacks", "Automatic rollbacks of newly promoted models"
@@ -152,7 +152,7 @@ def _store(store: Mapping[str, Any]) -> Iterator[Metric]:
         b = GaugeMetricFamily("pdm_store_bytes", "Journal size on disk")
         b.add_metric([], _num(store.get("bytes")))
         yield b
-    dropped = _d(store.get("dropped"))
+    dropped = _d(store.get("drops"))
     if dropped:
         d = CounterMetricFamily("pdm_store_evicted", "Records evicted by kind", labels=["kind"])
         for kind, n in sorted(dropped.items()):

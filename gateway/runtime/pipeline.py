@@ -2,6 +2,7 @@
 
     collectors --samples--> dsp --frames--> inference --scored--> alerts --records--> store
     writer --> journal (SQLite)
+    journal --> uplink forwarder (InfluxDB), when ``[uplink.influxdb]`` is configured
 
 Without models (``models.assets`` empty) DSP writes straight to ``scored``. The alert stage also
 updates the OPC UA server when it is enabled, and hands raised/cleared alerts to the action
@@ -11,7 +12,8 @@ Shutdown order (``stop``): collectors are cancelled (no new data); then each que
 chain order and the stage reading it drains it and returns (DSP, inference, alerts, actions,
 store writer); finally the journal is closed. The whole drain is bounded by
 ``runtime.shutdown_deadline_s``; past it the remaining stages are cancelled and what was left in
-their queues is reported.
+their queues is reported. The uplink forwarder is cancelled once the store has drained (what it
+has not sent stays in the journal for the next run).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ from gateway.runtime.http import HttpEndpoint
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.supervisor import Supervisor
+from gateway.store.access import JournalAccess
 from gateway.store.journal import Journal
 from gateway.store.writer import StoreWriter
+from gateway.uplink.forwarder import InfluxForwarder
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +68,7 @@ def unsupported_sections(cfg: GatewayConfig) -> list[tuple[str, str]]:
 
 def ignored_sections(cfg: GatewayConfig) -> list[str]:
     """Sections that validate but do nothing yet in this version (warned about at start)."""
-    out = []
-    if cfg.uplink.influxdb is not None:
-        out.append(
-            "uplink.influxdb: forwarding is not available in this version; "
-            "records stay in the local store"
-        )
+    out: list[str] = []
     return out
 
 
@@ -174,6 +173,8 @@ class Pipeline:
         self._lag_task: asyncio.Task[None] | None = None
         self.journal: Journal | None = None
         self.store: StoreWriter | None = None
+        self.uplink: InfluxForwarder | None = None
+        self._uplink_task: asyncio.Task[None] | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._inference_task: asyncio.Task[None] | None = None
@@ -193,11 +194,21 @@ class Pipeline:
         """Open the journal (``ResourceUnavailableError`` if impossible) and start all stages."""
         for warning in ignored_sections(self.cfg):
             log.warning("%s", warning)
-        self.journal = Journal(self.cfg.store_path(), self.cfg.store.synchronous)
+        influx = self.cfg.uplink.influxdb
+        self.journal = Journal(
+            self.cfg.store_path(),
+            self.cfg.store.synchronous,
+            self.cfg.store.bounds(),
+            sinks=[influx.name] if influx else [],
+        )
+        access = JournalAccess(self.journal)
         if self.opcua_server is not None:
             await self.opcua_server.start()
-        self.store = StoreWriter(self.cfg.store, self.journal, self.records, self.clock)
+        self.store = StoreWriter(self.cfg.store, access, self.records, self.clock)
         self._store_task = self.supervisor.start(self.store)
+        if influx is not None:
+            self.uplink = InfluxForwarder(influx, access, self.clock)
+            self._uplink_task = self.supervisor.start(self.uplink)
         if self.actions is not None:
             self._actions_task = self.supervisor.start(self.actions)
         self._alerts_task = self.supervisor.start(self.alerts)
@@ -272,6 +283,9 @@ class Pipeline:
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
+        if self._uplink_task is not None:
+            self._uplink_task.cancel()
+            await asyncio.gather(self._uplink_task, return_exceptions=True)
         if self.opcua_server is not None:
             await self.opcua_server.stop()
         if self.store:
@@ -300,6 +314,7 @@ class Pipeline:
             "model_lifecycle": self.models.status() if self.models else {},
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
+            "uplink": {self.uplink.cfg.name: self.uplink.status()} if self.uplink else {},
         }
         now = self.clock.monotonic()
         if self._baseline is None or now - self._baseline[0] >= HEALTH_WINDOW_S:

@@ -1,13 +1,20 @@
-"""Records to journal rows (and back to dicts for display)."""
+"""Records to journal rows: one function per record type, ``record_row`` dispatches.
+
+Kinds: ``feature`` (FeatureFrame), ``score`` (Score), ``alert`` (AlertEvent of category
+``machine``) and ``sensor`` (AlertEvent of category ``sensor``). Non-finite feature values are
+stored as JSON ``null`` (a value that could not be computed); the uplink leaves them out.
+"""
 
 from __future__ import annotations
 
 from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
 from gateway.store.journal import Row
 
+StoreRecord = FeatureFrame | Score | AlertEvent | ActionRecord
+
 
 def frame_row(f: FeatureFrame) -> Row:
-    """A ``FeatureFrame`` as a ``feature`` row; non-finite values are stored as JSON NaN."""
+    """A ``FeatureFrame`` as a ``feature`` row at its window start."""
     return Row(
         kind="feature",
         ts_ns=f.start_ts_ns,
@@ -41,22 +48,21 @@ def score_row(s: Score) -> Row:
     )
 
 
-def alert_row(e: AlertEvent) -> Row:
-    """An ``AlertEvent`` (a lifecycle transition) as an ``alert`` row."""
+def alert_row(a: AlertEvent) -> Row:
+    """An ``AlertEvent`` as an ``alert`` row, or a ``sensor`` row for sensor-health alerts."""
     return Row(
-        kind="alert",
-        ts_ns=e.ts_ns,
-        asset=e.asset,
-        channel=e.channel,
-        model_version=e.model_version,
+        kind="sensor" if a.category == "sensor" else "alert",
+        ts_ns=a.ts_ns,
+        asset=a.asset,
+        channel=a.channel,
+        model_version=a.model_version,
         payload={
-            "alert_id": e.alert_id,
-            "rule": e.rule,
-            "state": e.state.value,
-            "severity": e.severity.name.lower(),
-            "category": e.category,
-            "message": e.message,
-            "top_features": [[n, float(z)] for n, z in e.top_features],
+            "alert_id": a.alert_id,
+            "rule": a.rule,
+            "state": a.state.value,
+            "severity": int(a.severity),
+            "message": a.message,
+            "top_features": [[n, float(v)] for n, v in a.top_features],
         },
     )
 
@@ -80,8 +86,8 @@ def action_row(a: ActionRecord) -> Row:
     )
 
 
-def record_row(r: FeatureFrame | Score | AlertEvent | ActionRecord) -> Row:
-    """Any record of the ``records`` queue as its journal row."""
+def record_row(r: StoreRecord) -> Row:
+    """Any record the store accepts, as its row."""
     if isinstance(r, FeatureFrame):
         return frame_row(r)
     if isinstance(r, Score):

@@ -8,12 +8,31 @@ from typing import Literal
 from pydantic import Field
 
 from gateway.core.configbase import StrictModel
+from gateway.store.journal import Bounds
 
 
 class StoreConfig(StrictModel):
-    """SQLite journal. A relative ``path`` is inside ``gateway.state_dir``."""
+    """SQLite journal. A relative ``path`` is inside ``gateway.state_dir``.
+
+    Bounds: the file stays under ``max_bytes`` (bytes) and leaves ``min_free_bytes`` free on its
+    disk; bulk records (features, scores) older than ``max_age_s`` and alerts older than
+    ``alert_max_age_s`` are deleted. Eviction order when full: acknowledged records, then
+    features, then scores; alerts only when nothing else is left.
+    """
 
     path: Path = Path("journal.sqlite")
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     batch_max: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(1.0, gt=0, le=60)
+    max_bytes: int = Field(1 << 30, ge=1 << 16)
+    min_free_bytes: int = Field(100 << 20, ge=0)
+    max_age_s: float | None = Field(30 * 86400.0, gt=0)
+    alert_max_age_s: float | None = Field(365 * 86400.0, gt=0)
+
+    def bounds(self) -> Bounds:
+        return Bounds(
+            max_bytes=self.max_bytes,
+            min_free_bytes=self.min_free_bytes,
+            max_age_s=self.max_age_s,
+            priority_max_age_s=self.alert_max_age_s,
+        )

@@ -1,26 +1,37 @@
 """The store stage: records queue in, journal out.
 
-Batches up to ``batch_max`` records or ``flush_interval_s``, whichever comes first, and appends
-each batch in one transaction on the store's own thread (fsync never blocks the event loop).
-On close it writes everything still queued, then returns. A batch that fails to write is kept
-and retried (a full disk is transient); it is not dropped.
+Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
+``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
+journal's thread (fsync never blocks the event loop). On close it writes everything still queued,
+then returns. A batch that fails to write (a full disk, an I/O error) is kept and retried every
+``RETRY_S`` seconds; the failure and the recovery are logged once each, never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from typing import Protocol
 
 from gateway.core.clock import Clock
-from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
-from gateway.runtime.queues import BoundedQueue, QueueClosed
-from gateway.store.codec import record_row
+from gateway.runtime.queues import QueueClosed
+from gateway.store.access import JournalAccess
+from gateway.store.codec import StoreRecord, record_row
 from gateway.store.config import StoreConfig
-from gateway.store.journal import Journal, Row
+from gateway.store.journal import Row
 
 log = logging.getLogger(__name__)
+RETRY_S = 1.0
+
+
+class RecordSource(Protocol):
+    """Where the writer takes records from (a ``BoundedQueue`` of any store record type)."""
+
+    async def get_many(self, limit: int) -> Sequence[StoreRecord]: ...
 
 
 class StoreWriter:
@@ -29,17 +40,18 @@ class StoreWriter:
     def __init__(
         self,
         cfg: StoreConfig,
-        journal: Journal,
-        inp: BoundedQueue[FeatureFrame | Score | AlertEvent | ActionRecord],
+        access: JournalAccess,
+        inp: RecordSource,
         clock: Clock,
     ) -> None:
-        self.cfg, self.journal, self.inp, self.clock = cfg, journal, inp, clock
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.cfg, self.access, self.inp, self.clock = cfg, access, inp, clock
+        self.journal = access.journal
         self._pending: list[Row] = []
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
         self._failing = False
+        self.flushed = asyncio.Event()  # set after every commit (waiters clear it)
 
     @property
     def pending(self) -> int:
@@ -47,13 +59,26 @@ class StoreWriter:
         return len(self._pending)
 
     def status(self) -> dict[str, object]:
+        """Counters; ``drops`` are unacknowledged records evicted by the bounds, by kind."""
         return {
             "written": self.written,
             "last_seq": self.last_seq,
             "pending": len(self._pending),
             "write_errors": self.write_errors,
             "state": "failing" if self._failing else "ok",
+            "drops": dict(self.journal.drops),
+            "pruned": self.journal.pruned,
+            "evicting": self.journal.evicting,
+            "bytes": self._disk_bytes(),
         }
+
+    def _disk_bytes(self) -> int:
+        """Bytes of the journal file and its WAL on disk (``os.stat``, no database access)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.journal.path}{suffix}").st_size
+        return total
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -67,7 +92,7 @@ class StoreWriter:
                     items = await self.inp.get_many(self.cfg.batch_max - len(self._pending))
                 if not self._pending:
                     first_at = loop.time()
-                self._pending += [record_row(f) for f in items]
+                self._pending += [record_row(r) for r in items]
             except TimeoutError:
                 pass
             except QueueClosed:
@@ -84,9 +109,7 @@ class StoreWriter:
         while self._pending:
             batch = self._pending
             try:
-                seq = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, self.journal.append, batch
-                )
+                seq = await self.access.call(self.journal.append, batch, self.clock.now_ns())
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
                 if not self._failing:
@@ -94,17 +117,19 @@ class StoreWriter:
                         "store write failed (%s); keeping %d records and retrying", exc, len(batch)
                     )
                     self._failing = True
-                await self.clock.sleep(1.0)
+                await self.clock.sleep(RETRY_S)
                 continue
             if self._failing:
                 log.info("store writes work again")
                 self._failing = False
             self._pending = []
+            self.access.notify_appended()
+            self.flushed.set()
             if self.written == 0:
                 log.info("store: first %d record(s) written to %s", len(batch), self.journal.path)
             self.written += len(batch)
             self.last_seq = seq
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
-        self.journal.close()
+        """Close the journal (after its queued calls). Blocking."""
+        self.access.close()

@@ -63,7 +63,7 @@ allow_anonymous = true
         assert await pipeline.stop()
     j = Journal(cfg.store_path())
     try:
-        alerts = [r for r in j.read("check", 100_000) if r.kind == "alert"]
+        alerts = [r for r in j.read("check", 100_000, "priority") if r.kind == "alert"]
         assert alerts[0].payload["state"] == "raised"
         assert alerts[0].payload["rule"] == "m2_rms"
         assert alerts[0].asset == "m2"

@@ -60,8 +60,8 @@ def test_drops_count_only_since_the_previous_snapshot() -> None:
 
 def test_lag_uplink_and_stale_degrade() -> None:
     assert assess(snap(loop_lag={"last_s": 0.9})).state == "degraded"
-    assert assess(snap(uplinks={"influxdb": {"state": "down"}})).state == "degraded"
-    assert assess(snap(uplinks={"influxdb": {"state": "up"}})).state == "ok"
+    assert assess(snap(uplink={"influxdb": {"state": "down"}})).state == "degraded"
+    assert assess(snap(uplink={"influxdb": {"state": "up"}})).state == "ok"
     s = snap()
     s["devices"]["m1"]["stale"] = ["temp"]
     assert assess(s).reasons == ("device m1: stale values ['temp']",)
@@ -78,7 +78,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_parse_and_carry_the_named_series() -> None:
     s = snap(
         health={"state": "degraded", "reasons": ["x"]},
-        uplinks={"influxdb": {"state": "down", "backlog": 42, "oldest_age_s": 12.5}},
+        uplink={"influxdb": {"state": "down", "backlog": 42, "oldest_age_s": 12.5}},
         inference={
             "latency_s": 0.0004,
             "models": {"m1": {"active": {"id": "pump", "version": "3"}}},

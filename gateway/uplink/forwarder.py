@@ -1,0 +1,325 @@
+"""The InfluxDB forwarder: reads the journal, writes to the server, acknowledges.
+
+Lifecycle: ``run`` (a supervised stage) loops until cancelled; cancelling loses nothing (records
+are acknowledged only after the server accepted them, so an interrupted batch is re-sent, and
+re-sending overwrites the same points).
+
+Order: the priority lane (alerts, sensor events) is sent first, at once (when both lanes have
+records they alternate batch by batch, so a stream of alerts cannot starve the rest); bulk
+records (features, scores) go in batches of ``batch_size`` points, or when ``flush_interval_s``
+passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token
+bucket), which bounds the catch-up rate after an outage.
+
+Errors: ``SinkDown`` keeps the batch and retries after an exponential backoff with jitter;
+``SinkThrottled`` waits for the server's Retry-After (capped; the backoff when absent);
+``SinkRejected`` bisects the batch until the offending records are alone, copies those to the
+journal's dead-letter table, counts them and acknowledges past them (the queue never blocks).
+
+State: ``down`` (the last attempt failed), ``degraded`` (writing, but the oldest unsent record is
+older than ``degraded_after_s``: catching up), ``up``. Each change is logged once with the
+backlog; ``status()`` has the state, the backlog (records, age of the oldest) and the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from gateway.core.clock import Clock
+from gateway.store.access import JournalAccess
+from gateway.store.journal import Row
+from gateway.uplink.config import InfluxUplinkConfig
+from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrottled
+from gateway.uplink.lineproto import to_line
+
+log = logging.getLogger(__name__)
+BACKLOG_REFRESH_S = 1.0
+Batch = tuple[
+    list[Row], list[str | None]
+]  # the backlog count scans the journal: at most this often
+
+
+class InfluxForwarder:
+    def __init__(
+        self,
+        cfg: InfluxUplinkConfig,
+        access: JournalAccess,
+        clock: Clock,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.cfg, self.access, self.clock, self.rand = cfg, access, clock, rand
+        self.name = f"uplink:{cfg.name}"
+        self.sink = InfluxSink(cfg)
+        self.state = "starting"
+        self.sent = 0  # points the server accepted
+        self.sent_by_kind: dict[str, int] = {}
+        self.rejected = 0  # records dead-lettered
+        self.unencodable = 0  # records with nothing to write (acknowledged, not sent)
+        self.retries = 0
+        self.throttled = 0
+        self.last_error = ""
+        self.backlog = 0
+        self.oldest_age_s = 0.0
+        self.changed = asyncio.Event()  # set after each batch and each state change
+        self.idle = asyncio.Event()  # set while both lanes are empty
+        self._tokens = float(cfg.batch_size)
+        self._refill_at = clock.monotonic()
+        self._partial_since: float | None = None
+        self._backlog_at = float("-inf")
+        self._attempt = 0
+        self._last_lane = "bulk"
+        self._bulk_cursor = 0
+        self._prefetch: tuple[int, asyncio.Future[Batch]] | None = None
+
+    def status(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "backlog": self.backlog,
+            "oldest_age_s": round(self.oldest_age_s, 3),
+            "sent": self.sent,
+            "rejected": self.rejected,
+            "unencodable": self.unencodable,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "last_error": self.last_error,
+        }
+
+    async def run(self) -> None:
+        self.sink.open()
+        try:
+            await self._refresh_backlog(force=True)
+            self._bulk_cursor = await self.access.call(
+                self.access.journal.cursor, self.cfg.name, "bulk"
+            )
+            while True:
+                rows, lines, lane = await self._next_batch()
+                if rows:
+                    await self._deliver(rows, lines, lane)
+                    await self._refresh_backlog(force=False)
+                    self.changed.set()
+        finally:
+            if self._prefetch is not None:
+                self._prefetch[1].cancel()
+                self._prefetch = None
+            await self.sink.close()
+
+    async def drained(self) -> None:
+        """Wait until nothing is left to send (for tests and orderly shutdowns)."""
+        while True:
+            await self.idle.wait()  # (the backlog is counted only when the forwarder is idle)
+            self.changed.clear()
+            n, _ = await self.access.call(self.access.journal.backlog, self.cfg.name)
+            if n == 0:
+                return
+            await self.changed.wait()
+
+    # -- batching ----------------------------------------------------------------------------
+
+    def _read_encoded(self, lane: str, after: int | None) -> Batch:
+        """Read a batch and encode it (on the journal's thread); ``None`` for an unencodable
+        record."""
+        rows = self.access.journal.read(self.cfg.name, self.cfg.batch_size, lane, after)
+        lines: list[str | None] = []
+        for r in rows:
+            try:
+                lines.append(to_line(r))
+            except ValueError:
+                lines.append(None)
+        return rows, lines
+
+    async def _bulk_batch(self) -> Batch:
+        """The next bulk batch, prefetched while the previous one was being sent if possible."""
+        pre, self._prefetch = self._prefetch, None
+        if pre is not None:
+            after, task = pre
+            if after == self._bulk_cursor:
+                return await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return await self.access.call(self._read_encoded, "bulk", self._bulk_cursor)
+
+    async def _next_batch(self) -> tuple[list[Row], list[str | None], str]:
+        self.idle.clear()
+        while True:
+            self.access.appended.clear()
+            skipped_priority = self._last_lane == "priority"
+            if not skipped_priority:
+                prio, plines = await self.access.call(self._read_encoded, "priority", None)
+                if prio:
+                    self._last_lane = "priority"
+                    return prio, plines, "priority"
+            self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
+            bulk, lines = await self._bulk_batch()
+            now = self.clock.monotonic()
+            if len(bulk) >= self.cfg.batch_size:
+                self._partial_since = None
+                # catching up: read and encode the next batch while this one is sent
+                nxt = bulk[-1].seq
+                self._prefetch = (
+                    nxt,
+                    asyncio.ensure_future(self.access.call(self._read_encoded, "bulk", nxt)),
+                )
+                return bulk, lines, "bulk"
+            if skipped_priority:
+                continue  # no full bulk batch: the priority lane is looked at before waiting
+            if bulk:
+                if self._partial_since is None:
+                    self._partial_since = now
+                wait = self._partial_since + self.cfg.flush_interval_s - now
+                if wait <= 0:
+                    self._partial_since = None
+                    return bulk, lines, "bulk"
+            else:
+                wait = None
+                self.idle.set()
+            await self._refresh_backlog(force=not bulk)  # idle: the count is cheap
+            await self._wait_appended(wait)
+
+    async def _wait_appended(self, limit_s: float | None) -> None:
+        tasks: set[asyncio.Future[object]] = {asyncio.ensure_future(self._appended())}
+        if limit_s is not None:
+            tasks.add(asyncio.ensure_future(self.clock.sleep(limit_s)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _appended(self) -> object:
+        return await self.access.appended.wait()
+
+    async def _pace(self, n: int) -> None:
+        """Token bucket of ``max_points_per_s`` (burst: one batch)."""
+        rate, cap = self.cfg.max_points_per_s, float(max(self.cfg.batch_size, n))
+        while True:
+            now = self.clock.monotonic()
+            self._tokens = min(cap, self._tokens + (now - self._refill_at) * rate)
+            self._refill_at = now
+            if self._tokens >= n - 1e-6:  # (tolerance: float rounding must not spin)
+                self._tokens -= n
+                return
+            await self.clock.sleep(max((n - self._tokens) / rate, 1e-3))
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def _deliver(self, rows: list[Row], encoded: list[str | None], lane: str) -> None:
+        sendable = [r for r, line in zip(rows, encoded, strict=True) if line is not None]
+        lines = [line for line in encoded if line is not None]
+        self.unencodable += len(rows) - len(sendable)
+        if sendable:
+            await self._send(sendable, lines, lane)
+        await self.access.call(self.access.journal.ack, self.cfg.name, rows[-1].seq, lane)
+        if lane == "bulk":
+            self._bulk_cursor = max(self._bulk_cursor, rows[-1].seq)
+
+    async def _send(self, rows: Sequence[Row], lines: Sequence[str], lane: str) -> None:
+        """Write until accepted; a rejected batch is bisected down to the offending records.
+        While a bulk batch waits to be retried, alerts that arrived meanwhile go first."""
+        while True:
+            if self._attempt > 0:
+                await self._refresh_backlog(force=False)
+            if lane == "bulk" and self._attempt > 0:
+                prio, plines = await self.access.call(self._read_encoded, "priority", None)
+                if prio:
+                    await self._deliver(prio, plines, "priority")
+                    continue
+            await self._pace(len(lines))
+            try:
+                await self.sink.write(lines, self.clock.now_ns() / 1e9)
+            except SinkThrottled as exc:
+                self.throttled += 1
+                await self._failed(str(exc))
+                wait = exc.retry_after_s
+                if wait is None:
+                    wait = self.cfg.backoff.delay(self._attempt, self.rand())
+                    self._attempt += 1
+                await self.clock.sleep(min(wait, self.cfg.max_retry_after_s))
+                continue
+            except SinkDown as exc:
+                await self._failed(str(exc))
+                delay = self.cfg.backoff.delay(self._attempt, self.rand())
+                self._attempt += 1
+                await self.clock.sleep(delay)
+                continue
+            except SinkRejected as exc:
+                self._attempt = 0
+                if len(rows) == 1:
+                    await self._reject(rows[0], str(exc))
+                    return
+                mid = len(rows) // 2
+                await self._send(rows[:mid], lines[:mid], lane)
+                await self._send(rows[mid:], lines[mid:], lane)
+                return
+            self._attempt = 0
+            self.sent += len(rows)
+            for r in rows:
+                self.sent_by_kind[r.kind] = self.sent_by_kind.get(r.kind, 0) + 1
+            self._ok()
+            return
+
+    async def _reject(self, row: Row, reason: str) -> None:
+        self.rejected += 1
+        await self.access.call(self.access.journal.dead_letter, self.cfg.name, [row], reason)
+        log.warning(
+            "uplink %s: server rejected record %d (%s, %s): %s; moved to dead letters (%d so far)",
+            self.cfg.name,
+            row.seq,
+            row.kind,
+            row.asset,
+            reason,
+            self.rejected,
+        )
+
+    # -- state -------------------------------------------------------------------------------
+
+    async def _failed(self, error: str) -> None:
+        self.retries += 1
+        self.last_error = error
+        if self.state != "down":
+            await self._refresh_backlog(force=True)
+        self._set_state("down")
+        self.changed.set()
+
+    def _ok(self) -> None:
+        self._set_state("degraded" if self.oldest_age_s > self.cfg.degraded_after_s else "up")
+
+    async def _refresh_backlog(self, force: bool) -> None:
+        now = self.clock.monotonic()
+        if not force and now - self._backlog_at < BACKLOG_REFRESH_S:
+            return
+        self._backlog_at = now
+        n, oldest = await self.access.call(self.access.journal.backlog, self.cfg.name)
+        if n != self.backlog:
+            self.changed.set()
+        self.backlog = n
+        self.oldest_age_s = (
+            0.0 if oldest is None else max(0.0, (self.clock.now_ns() - oldest) / 1e9)
+        )
+        if self.state != "down":
+            self._ok()
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        prev, self.state = self.state, state
+        msg = "uplink %s %s (was %s): backlog %d record(s), oldest %.1fs%s"
+        args = (
+            self.cfg.name,
+            state,
+            prev,
+            self.backlog,
+            self.oldest_age_s,
+            f"; {self.last_error}" if state == "down" else "",
+        )
+        if state == "down":
+            log.warning(msg, *args)
+        else:
+            log.info(msg, *args)
+        self.changed.set()
