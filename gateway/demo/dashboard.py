@@ -31,13 +31,14 @@ STYLE = {
 
 
 def sparkline(values: Iterable[float], threshold: float, chars: str = SPARK) -> str:
-    """One character per value on a scale from 0 to twice the threshold (the threshold is the
-    middle of the scale; values above twice it show as the top character)."""
-    top = len(chars) - 1
+    """One character per value on a scale from 0 to twice the threshold: values at or above
+    the threshold use the upper half of ``chars``, values below it the lower half (values
+    above twice the threshold show as the top character, non-finite ones as the bottom)."""
+    n = len(chars)
     out = []
     for v in values:
-        x = 0.0 if not (math.isfinite(v) and threshold > 0) else v / (2 * threshold)
-        out.append(chars[round(min(max(x, 0.0), 1.0) * top)])
+        x = v / (2 * threshold) if (math.isfinite(v) and threshold > 0) else 0.0
+        out.append(chars[min(n - 1, max(0, math.floor(x * n)))])
     return "".join(out)
 
 
