@@ -102,7 +102,7 @@ def board(
         vel = f.get(iso20816.VELOCITY_FEATURE, nan)
         sev = watch.health(asset)
         truth = (
-            f"outer race {v.severity:4.0%} of failure"
+            f"outer-race defect, severity {v.severity:.2f}"
             if v.severity > 0
             else ("healthy" if "defect" not in a.description else "defect not yet started")
         )

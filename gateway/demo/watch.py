@@ -38,7 +38,7 @@ class AssetView:
     wave: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
     wave_rate_hz: float = 0.0
     shaft_hz: float = 0.0
-    severity: float = 0.0  #: simulated fault severity (0 healthy, 1 failure): the ground truth
+    severity: float = 0.0  #: simulated fault severity (0 none, 1 failure): the ground truth
     machine_days: float = 0.0
 
     @property
