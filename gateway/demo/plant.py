@@ -149,13 +149,15 @@ def demo_config(
 ) -> GatewayConfig:
     """The embedded configuration: one Modbus TCP device per machine on ``port``, the shipped
     models on the assets, score/ISO 20816/temperature rules, a SQLite store in ``state_dir``,
-    no uplink; the OPC UA server on 127.0.0.1:``opcua_port`` when given."""
+    no uplink, health and metrics on a free loopback port; the OPC UA server on
+    127.0.0.1:``opcua_port`` when given."""
     manifests = {m.model_id: read_manifest(models / m.model_id) for m in machines}
     first = manifests[machines[0].model_id]
     raw: dict[str, Any] = {
         "gateway": {"name": "demo", "state_dir": state_dir.as_posix()},
         "dsp": dsp_for(first.dsp, FS).model_dump(mode="json"),
         "store": {"synchronous": "NORMAL"},
+        "runtime": {"http": {"port": 0}},  # a free port: demos and gateways side by side
         "models": {
             "assets": {m.asset: m.model_id for m in machines},
             "paths": {k: (models / k).as_posix() for k in manifests},

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -88,19 +91,22 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO) -> int:
             pipeline.status(),
             pipeline.clock.now_ns(),
             loop.time() - t0,
-            [*about, *opcua_line(pipeline)],
+            [*about, *endpoints(pipeline)],
         )
         return render_rich(b) if live_screen else render_text(b)
 
     console = Console(file=out)
+    out.write("pdm-gateway demo: starting the simulators and the gateway...\n")
+    out.flush()
     try:
         await pipeline.start()
         with contextlib.ExitStack() as stack:
             live = None
             if live_screen:
                 live = stack.enter_context(
-                    Live(console=console, auto_refresh=False, redirect_stderr=False)
+                    Live(console=console, auto_refresh=False, redirect_stderr=sys.stderr.isatty())
                 )
+                stack.enter_context(logs_above_screen())
             while not stop.is_set():
                 elapsed = loop.time() - t0
                 if opts.duration_s is not None and elapsed >= opts.duration_s:
@@ -132,9 +138,33 @@ async def run_demo(opts: DemoOptions, stop: asyncio.Event, out: TextIO) -> int:
     return 0
 
 
-def opcua_line(pipeline: Pipeline) -> list[str]:
-    srv = pipeline.opcua_server
-    return [f"OPC UA server: {srv.url} (security None, anonymous read)"] if srv else []
+@contextlib.contextmanager
+def logs_above_screen() -> Iterator[None]:
+    """Inside a rich ``Live`` (which wraps ``sys.stderr``): point the root logger's stderr
+    handlers at the wrapper, so log lines print above the live screen instead of through it."""
+    wrapped = sys.stderr is not sys.__stderr__
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if wrapped and isinstance(h, logging.StreamHandler) and h.stream is sys.__stderr__
+    ]
+    for h in handlers:
+        h.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.setStream(sys.__stderr__)
+
+
+def endpoints(pipeline: Pipeline) -> list[str]:
+    """The endpoints a viewer can open: OPC UA (when on), health and metrics."""
+    out = []
+    if pipeline.opcua_server is not None:
+        out.append(f"OPC UA server: {pipeline.opcua_server.url} (security None, anonymous read)")
+    if pipeline.http is not None and pipeline.http.url:
+        out.append(f"health and metrics: {pipeline.http.url}/healthz  {pipeline.http.url}/metrics")
+    return out
 
 
 def summary(watch: Watch) -> str:

@@ -1,21 +1,46 @@
 """``pdm-gateway demo`` as a user runs it, headless: the simulated pump's outer-race defect is
-alerted on, the healthy machines are not, the store holds it all, ``--plots`` writes the PNGs,
-and Ctrl-C ends the demo cleanly. Machine time runs fast (failure 12 s after the start)."""
+alerted on, the healthy machines are not, SCADA sees it over OPC UA, the store holds it all,
+``--plots`` writes the PNGs, and Ctrl-C ends the demo cleanly. Machine time runs fast (failure
+12 s after the start)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
+
+from asyncua import Client
 
 from gateway.demo.plant import demo_machines, models_dir
 from gateway.demo.plots import FILES
 from gateway.inference.manifest import read_manifest
+from gateway.opcua_server.config import OpcUaServerConfig
 from gateway.store.journal import Journal
 from tests.integration.test_cli import CLI, lines_until, spawn
 
 HEALTHY = {"pump1", "fan2"}
 FAULTY = "pump3"
+NORMAL, ALARM = 1, 4  # HealthState values of the OPC UA server
+
+
+async def health_states(url: str) -> dict[str, int]:
+    """HealthState of every demo asset, read by a real OPC UA client."""
+    client = Client(url)
+    async with asyncio.timeout(30):
+        await client.connect()
+    try:
+        idx = await client.get_namespace_index(OpcUaServerConfig().namespace_uri)
+        assets = await client.nodes.objects.get_child(f"{idx}:Assets")
+        out = {}
+        for a in (*HEALTHY, FAULTY):
+            node = await assets.get_child([f"{idx}:{a}", f"{idx}:HealthState"])
+            out[a] = int(await node.read_value())
+        return out
+    finally:
+        await client.disconnect()
 
 
 def test_demo_alerts_on_the_faulty_machine_only_and_writes_plots(tmp_path: Path) -> None:
@@ -32,12 +57,23 @@ def test_demo_alerts_on_the_faulty_machine_only_and_writes_plots(tmp_path: Path)
         str(state),
         "--plots",
         str(plots),
+        "--opcua",
     )
     seen: list[str] = []
     try:
         assert proc.stdout is not None
         # the alarm-level score rule raises once the defect is well grown (~40% of its life)
         lines_until(proc.stdout, f"alarm    {FAULTY}    {FAULTY}_score_high", seen)
+        lines_until(proc.stdout, "health and metrics: ", seen)
+        opc = re.search(r"OPC UA server: (opc\.tcp://\S+)", "".join(seen))
+        http = re.search(r"health and metrics: (http://\S+)/healthz", "".join(seen))
+        assert opc is not None
+        assert http is not None
+        states = asyncio.run(health_states(opc.group(1)))
+        assert states == {"pump1": NORMAL, "fan2": NORMAL, FAULTY: ALARM}
+        with urllib.request.urlopen(f"{http.group(1)}/metrics", timeout=10) as resp:
+            assert resp.status == 200
+            assert b"pdm_" in resp.read()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
