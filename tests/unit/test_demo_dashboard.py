@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-import gateway.config  # noqa: F401  # first: gateway.alerts and gateway.config import each other
 from gateway.alerts.engine import AlertEngine
 from gateway.config.schema import GatewayConfig
 from gateway.core.records import AlertState, FeatureFrame, Score
