@@ -47,7 +47,7 @@ class Row:
     asset: str
     model: str
     device: str
-    health: str  #: "ok", or the worst active machine alert's severity
+    health: str  #: the worst active machine alert's severity, else "no data" or "ok"
     severity: Severity | None
     score: float
     threshold: float
@@ -106,12 +106,14 @@ def board(
             if v.severity > 0
             else ("healthy" if "defect" not in a.description else "defect not yet started")
         )
+        device = str(_get(status, "devices", asset, "state") or "-")
+        state = sev.name.lower() if sev else ("no data" if device == "unreachable" else "ok")
         rows.append(
             Row(
                 asset=asset,
                 model=cfg.models.assets.get(asset, "-"),
-                device=str(_get(status, "devices", asset, "state") or "-"),
-                health=sev.name.lower() if sev else "ok",
+                device=device,
+                health=state,
                 severity=sev,
                 score=v.score,
                 threshold=v.threshold,
@@ -166,7 +168,10 @@ def render_rich(b: Board) -> RenderableType:
         over = math.isfinite(r.score) and r.score >= r.threshold
         t.add_row(
             f"{r.asset}\n[dim]{r.model}[/dim]",
-            Text(r.health.upper(), style=STYLE[r.severity] if r.severity else "green"),
+            Text(
+                r.health.upper(),
+                style=STYLE[r.severity] if r.severity else ("green" if r.health == "ok" else "dim"),
+            ),
             r.device,
             Text(
                 f"{_num(r.score, '.2f')} / {_num(r.threshold, '.2f')}",

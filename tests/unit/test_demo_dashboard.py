@@ -110,16 +110,17 @@ async def test_dashboard_shows_scores_alerts_and_gateway_state(cfg: GatewayConfi
     assert f"last {TREND} s" in screen
 
 
-def test_uplink_and_backlog_are_shown_when_the_status_has_them(cfg: GatewayConfig) -> None:
+def test_uplink_backlog_and_unreachable_devices_are_shown(cfg: GatewayConfig) -> None:
     watch = Watch(list(cfg.assets), 0)
     status = {
         **STATUS,
         "store": {"written": 10, "pending": 0, "backlog": 42},
         "uplink": {"state": "connected", "sent": 7},
     }
+    status["devices"] = {**STATUS["devices"], "fan2": {"state": "unreachable"}}
     b = board(cfg, watch, status, 0, 0.0)
     assert "backlog 42" in b.footer[0]
     assert "uplink: state connected, sent 7" in b.footer[0]
-    assert [r.health for r in b.rows] == ["ok", "ok", "ok"]
+    assert [r.health for r in b.rows] == ["ok", "no data", "ok"]
     assert all(r.zone == "-" for r in b.rows)  # no frames yet: no values, no crash
     assert "-" in render_text(b)
