@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("config", type=Path)
 
     demo = sub.add_parser("demo", help="simulated machines + gateway + live view")
-    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
-    demo.add_argument("--state-dir", type=Path, default=None, help="keep the store here")
+    from gateway.demo.command import add_demo_args
+
+    add_demo_args(demo)
     logging_args(demo)
 
     rep = sub.add_parser("replay", help="run recorded waveforms through the live features")
@@ -156,12 +157,12 @@ async def _run(path: Path) -> int:
     return EXIT_OK
 
 
-async def _demo(duration: float | None, state_dir: Path | None) -> int:
-    from gateway.demo import run_demo
+async def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.command import demo_main
 
     stop = asyncio.Event()
     await _until_signal(stop)
-    return await run_demo(duration, state_dir, stop)
+    return await demo_main(args, stop)
 
 
 async def _simulate(args: argparse.Namespace) -> int:
@@ -249,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_run(args.config))
         if args.command == "demo":
-            return asyncio.run(_demo(args.duration, args.state_dir))
+            return asyncio.run(_demo(args))
         if args.command == "simulate":
             if args.print_map:
                 return _print_map(args)

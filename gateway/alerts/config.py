@@ -18,12 +18,14 @@ in ``on_n`` of the last ``on_m`` windows; the alert clears when the value is bel
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.config.plant import Asset, Channel
 from gateway.core.configbase import StrictModel
+
+if TYPE_CHECKING:  # annotations only: gateway.config imports this module
+    from gateway.config.plant import Asset, Channel
 
 SeverityName = Literal["advisory", "warning", "alarm", "critical"]
 SensorCondition = Literal["stale", "stuck", "saturated", "disconnected"]
