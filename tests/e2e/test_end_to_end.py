@@ -1,0 +1,197 @@
+"""End to end: simulated machines (healthy ones and one per fault type, in accelerated machine
+time) -> Modbus -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and the journal
+-> the InfluxDB forwarder -> a real VictoriaMetrics, with an uplink cut and a device outage during
+the run.
+
+Asserted: every faulty machine alerts before its simulated failure (lead time reported in machine
+days), healthy machines stay within the false-alarm budget (reported per machine-day), health
+reports each episode and recovers by itself, and every record the gateway journaled arrives
+upstream once per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from asyncua import Client
+
+from gateway.demo import free_port
+from gateway.demo.plant import FS, TRAINING_FS, DemoMachine, demo_config, models_dir
+from gateway.runtime.pipeline import Pipeline
+from gateway.store.journal import Journal
+from gateway.uplink.config import InfluxUplinkConfig, UplinkConfig
+from simulators.machine import Machine, MachineSpec
+from simulators.modbus_server import MachineModbusServer
+from simulators.plant import Plant
+from simulators.scenario import DAY_S, load_scenario
+from tests.uplink.faultproxy import FaultProxy
+from tests.uplink.victoria import victoria_metrics
+
+#: wall seconds from the start until each fault reaches functional failure
+FAIL_AFTER_S = 36.0
+#: false alarms allowed per healthy machine-day (the shipped models are calibrated to far less)
+FA_BUDGET_PER_MACHINE_DAY = 0.05
+#: (asset, model/class, fault scenario or None)
+PLANT = [
+    ("pumpA", "motor-pump", None),
+    ("pumpB", "motor-pump", None),
+    ("fanA", "fan", None),
+    ("pumpOR", "motor-pump", "outer-race"),
+    ("pumpIR", "motor-pump", "inner-race"),
+    ("pumpBL", "motor-pump", "ball"),
+    ("pumpMS", "motor-pump", "misalignment"),
+    ("fanIM", "fan", "imbalance"),
+]
+
+
+def machines() -> tuple[list[DemoMachine], list[Machine]]:
+    healthy = load_scenario("healthy").machine
+    base = MachineSpec(
+        vibration_channels=1,
+        vibration_rate_hz=FS,
+        acoustic_rate_hz=0.0,
+        noise_g=MachineSpec.noise_g * math.sqrt(FS / TRAINING_FS),
+        speed_variation=healthy.speed_variation or 0.0,
+    )
+    demo: list[DemoMachine] = []
+    sims: list[Machine] = []
+    for i, (asset, cls, scenario) in enumerate(PLANT):
+        faults = load_scenario(scenario).faults if scenario else []
+        fault = faults[0].to_fault() if faults else None
+        shaft = 24.75 if cls == "motor-pump" else 16.5
+        spec = replace(
+            base, name=asset, shaft_hz=shaft, load=0.6 + 0.05 * i, faults=(fault,) if fault else ()
+        )
+        group = "group2_rigid" if cls == "motor-pump" else "group2_flexible"
+        demo.append(DemoMachine(asset, scenario or "healthy", cls, group, spec))
+        # each machine's own time scale brings its fault to failure at FAIL_AFTER_S
+        accel = (fault.failure_s if fault else 30 * DAY_S) / FAIL_AFTER_S
+        sims.append(Machine(spec, seed=200 + i, speed=accel))
+    return demo, sims
+
+
+async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path: Path) -> None:
+    demo, sims = machines()
+    port, opc_port = free_port(), free_port()
+    server = MachineModbusServer(sims, port=port)
+    await server.start()
+    plant = Plant(sims)
+    plant.publishers.append(server)
+    async with victoria_metrics(tmp_path / "vm") as vm:
+        proxy = FaultProxy(vm.url)
+        await proxy.start()
+        cfg = demo_config(demo, port, tmp_path / "state", models_dir(), opcua_port=opc_port)
+        uplink = InfluxUplinkConfig.model_validate(
+            {
+                "url": proxy.url,
+                "org": "plant",
+                "bucket": "pdm",
+                "token": "t",
+                "flush_interval_s": 0.2,
+                "backoff": {"initial_s": 0.05, "max_s": 0.5},
+            }
+        )
+        cfg = cfg.model_copy(update={"uplink": UplinkConfig(influxdb=uplink)})
+        pipe = Pipeline(cfg)
+        await pipe.start()
+        assert pipe.uplink is not None
+        episodes: dict[str, set[str]] = {"uplink": set(), "device": set()}
+
+        def health() -> dict[str, object]:
+            h = pipe.status()["health"]
+            assert isinstance(h, dict)
+            return h
+
+        async def until(pred: Callable[[], bool], limit_s: float = 30.0) -> None:
+            """Re-check ``pred`` each time the store commits a batch (hang guard)."""
+            assert pipe.store is not None
+            async with asyncio.timeout(limit_s):
+                while not pred():
+                    await pipe.store.flushed.wait()
+                    pipe.store.flushed.clear()
+
+        t0_ns = time.time_ns()
+        plant.start()
+        try:
+            # the uplink is cut for a while: health says so, then recovers
+            await asyncio.sleep(4)  # let data flow first (the scenario's timeline, not a wait)
+            proxy.mode = "cut"
+            await until(lambda: any("uplink" in r for r in health()["reasons"]))  # type: ignore[attr-defined]
+            episodes["uplink"].add(str(health()["state"]))
+            await asyncio.sleep(4)
+            proxy.mode = "pass"
+            await until(lambda: pipe.uplink is not None and pipe.uplink.state == "up")
+            # every device stops answering for a while, then comes back
+            server.inject("no_response")
+            await until(lambda: health()["state"] == "failing")
+            episodes["device"].add("failing")
+            server.clear("no_response")
+            await until(lambda: all(c.state == "connected" for c in pipe.collectors))
+            # run through every simulated failure
+            remaining = FAIL_AFTER_S + 2 - (time.time_ns() - t0_ns) / 1e9
+            await asyncio.sleep(max(0.0, remaining))
+            async with Client(f"opc.tcp://127.0.0.1:{opc_port}/") as client:
+                srv = pipe.opcua_server
+                assert srv is not None
+                node = client.get_node(srv.node_id("Assets.pumpOR.HealthState"))
+                assert await node.read_value() >= 3  # Warning or worse
+        finally:
+            await plant.stop()
+            await server.stop()
+        await asyncio.wait_for(pipe.uplink.drained(), 60)
+        assert await pipe.stop()
+        await proxy.stop()
+
+        j = Journal(cfg.store_path())
+        try:
+            # what the sink acknowledged (records journaled while the gateway drained at stop
+            # stay in the journal for the next run)
+            bulk_acked, prio_acked = j.cursor("influxdb", "bulk"), j.cursor("influxdb", "priority")
+            all_bulk = j.read("check", 10**7, "bulk")
+            prio = j.read("check", 10**7, "priority")
+        finally:
+            j.close()
+        raised = [r for r in prio if r.kind == "alert" and r.payload["state"] == "raised"]
+        run_s = (time.time_ns() - t0_ns) / 1e9
+        report = []
+        for m, sim in zip(demo, sims, strict=True):
+            first = min((r.ts_ns for r in raised if r.asset == m.asset), default=None)
+            if m.description == "healthy":
+                continue
+            assert first is not None, f"{m.asset} ({m.description}) never alerted"
+            alert_wall = (first - t0_ns) / 1e9
+            lead_days = (FAIL_AFTER_S - alert_wall) * sim.speed / DAY_S
+            report.append(f"{m.asset} {m.description}: lead {lead_days:.1f} machine days")
+            assert alert_wall < FAIL_AFTER_S, f"{m.asset} alerted after its failure"
+        healthy = [(m, s) for m, s in zip(demo, sims, strict=True) if m.description == "healthy"]
+        machine_days = sum(run_s * s.speed / DAY_S for _, s in healthy)
+        false_alarms = sum(1 for r in raised if r.asset in {m.asset for m, _ in healthy})
+        print("\n" + "\n".join(report))
+        print(
+            f"false alarms: {false_alarms} in {machine_days:.0f} healthy machine-days "
+            f"({false_alarms / machine_days:.3f} per machine-day)"
+        )
+        assert false_alarms <= FA_BUDGET_PER_MACHINE_DAY * machine_days
+        assert episodes == {"uplink": {"degraded"}, "device": {"failing"}}
+
+        bulk = [r for r in all_bulk if r.seq <= bulk_acked]
+        assert len(bulk) > 0.9 * len(all_bulk)
+        # every acknowledged feature, score and alert is on the server, once per key
+        rms = await vm.samples("feature_rms")
+        for m in demo:
+            ch = f"{m.asset}_vib"
+            sent = sorted(
+                r.ts_ns // 1_000_000 for r in bulk if r.kind == "feature" and r.channel == ch
+            )
+            got = [ts for k, v in rms.items() if dict(k)["channel"] == ch for ts in v]
+            assert sorted(got) == sent, ch
+        states = await vm.samples("alert_state_code")
+        sent_alerts = sum(1 for r in prio if r.kind == "alert" and r.seq <= prio_acked)
+        assert sum(len(v) for v in states.values()) == sent_alerts
+        scores = await vm.samples("score_score")
+        assert sum(len(v) for v in scores.values()) == sum(1 for r in bulk if r.kind == "score")
