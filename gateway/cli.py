@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
+from gateway import opcua_pki_cli as opcua_cli
 from gateway.config.loader import load_config
 from gateway.core.errors import ConfigError, ResourceUnavailableError
 from gateway.runtime.logs import setup_logging
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--truth", type=Path, default=None, help="write the ground truth JSON here")
     sim.add_argument("--print-map", action="store_true", help="print the Modbus register map")
     logging_args(sim)
+    opcua_cli.add_parser(sub)
     return p
 
 
@@ -184,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return cmd_check_config(args.config)
+    if args.command == "opcua":
+        return opcua_cli.main(args)
     if args.command == "replay":
         from gateway.replay import main_replay
 
