@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from gateway.collectors.modbus.collector import ModbusCollector
+from gateway.collectors.opcua.collector import OpcUaCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
@@ -32,10 +33,7 @@ log = logging.getLogger(__name__)
 
 def unsupported_sections(cfg: GatewayConfig) -> list[tuple[str, str]]:
     """Configured features this version cannot run, as ``(key path, reason)``."""
-    out = [
-        (f"devices.opcua.{n}", "the OPC UA collector is not available in this version")
-        for n in cfg.devices.opcua
-    ]
+    out: list[tuple[str, str]] = []
     return out
 
 
@@ -54,6 +52,20 @@ def ignored_sections(cfg: GatewayConfig) -> list[str]:
     if cfg.models.assets:
         out.append("models.assets: inference is not available in this version")
     return out
+
+
+def opcua_collectors(
+    cfg: GatewayConfig, samples: BoundedQueue[SampleBlock | Reading], clock: Clock
+) -> list[OpcUaCollector]:
+    """One collector per ``[devices.opcua.<id>]``; they share the PKI under state_dir/pki."""
+    from gateway.opcua_pki import Pki, default_application_uri
+
+    pki = Pki(cfg.gateway.state_dir / "pki")
+    uri = default_application_uri(cfg.gateway.name)
+    return [
+        OpcUaCollector(name, dev, dict(cfg.channels), samples, clock, pki, uri)
+        for name, dev in cfg.devices.opcua.items()
+    ]
 
 
 class Pipeline:
@@ -77,10 +89,11 @@ class Pipeline:
         self.records: BoundedQueue[FeatureFrame] = BoundedQueue(
             "records", q.records.size, q.records.when_full
         )
-        self.collectors = [
+        self.collectors: list[ModbusCollector | OpcUaCollector] = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
         ]
+        self.collectors += opcua_collectors(cfg, self.samples, self.clock)
         self.dsp = DspStage(
             cfg.dsp,
             dict(cfg.channels),

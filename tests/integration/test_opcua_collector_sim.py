@@ -1,0 +1,208 @@
+"""The OPC UA collector against the simulator's real asyncua server on a free loopback port.
+
+The plant is stepped by hand on one fake clock (deterministic blocks); the collector runs on
+another fake clock, advanced only to end its reconnect backoff. Every wait is on the output
+queue or a collector event, with ``asyncio.timeout`` as a hang guard only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.collectors.opcua.collector import OpcUaCollector
+from gateway.collectors.opcua.config import OpcUaDevice
+from gateway.collectors.opcua.convert import datetime_ns
+from gateway.config.plant import Channel
+from gateway.core.clock import FakeClock
+from gateway.core.records import Quality, Reading, SampleBlock
+from gateway.demo import free_port
+from gateway.runtime.queues import BoundedQueue
+from simulators.machine import Machine
+from simulators.opcua_server import MachineOpcUaServer
+from simulators.plant import Plant
+from tests.conftest import small_spec
+
+GUARD_S = 60.0
+TICK_S = 0.1
+FS = 5120.0
+NS = "urn:pdm-gateway:simulator"
+CHANNELS = {
+    "m1_temp": Channel(kind="temperature"),
+    "m1_speed": Channel(kind="speed"),
+    "m1_vib": Channel(kind="vibration", sample_rate_hz=FS),
+}
+
+
+def device(endpoint: str, **extra: object) -> OpcUaDevice:
+    return OpcUaDevice.model_validate(
+        {
+            "endpoint": endpoint,
+            "publishing_interval_ms": 20,
+            "sampling_interval_ms": 0,
+            "reconnect": {"initial_s": 1.0, "max_s": 5.0},
+            "nodes": [
+                {
+                    "channel": "m1_temp",
+                    "namespace_uri": NS,
+                    "browse_path": ["Machines", "m1", "Temperature"],
+                    "unit": "degC",
+                },
+                {"channel": "m1_speed", "namespace_uri": NS, "node_id": "s=m1.ShaftSpeed"},
+                {
+                    "channel": "m1_vib",
+                    "namespace_uri": NS,
+                    "kind": "waveform",
+                    "node_id": "s=m1.vib0.Waveform",
+                    "sequence_node_id": "s=m1.vib0.FirstIndex",
+                    "sample_rate_hz": FS,
+                },
+            ],
+            **extra,
+        }
+    )
+
+
+@dataclass
+class Rig:
+    server: MachineOpcUaServer
+    plant: Plant
+    plant_clock: FakeClock
+    clock: FakeClock
+    out: BoundedQueue[SampleBlock | Reading]
+    collector: OpcUaCollector
+    readings: list[Reading] = field(default_factory=list)
+
+    async def step(self) -> None:
+        self.plant_clock.advance(TICK_S)
+        await self.plant.step()
+
+    async def next_block(self) -> SampleBlock:
+        async with asyncio.timeout(GUARD_S):
+            while True:
+                item = await self.out.get()
+                if isinstance(item, SampleBlock):
+                    return item
+                self.readings.append(item)
+
+    async def next_reading(self, channel: str) -> Reading:
+        async with asyncio.timeout(GUARD_S):
+            while True:
+                for i, seen in enumerate(self.readings):
+                    if seen.channel == channel:
+                        return self.readings.pop(i)
+                item = await self.out.get()
+                if isinstance(item, Reading):
+                    self.readings.append(item)
+
+
+@contextlib.asynccontextmanager
+async def rig(tmp_path: Path, mode: str = "subscription") -> AsyncIterator[Rig]:
+    machine = Machine(small_spec("m1"), seed=1)
+    server = MachineOpcUaServer([machine], port=free_port())
+    await server.start()
+    plant_clock = FakeClock()
+    plant = Plant([machine], clock=plant_clock)
+    plant.publishers.append(server)
+    plant.elapsed_s()
+    clock = FakeClock()
+    out: BoundedQueue[SampleBlock | Reading] = BoundedQueue("samples", 10_000)
+    collector = OpcUaCollector("sim", device(server.endpoint, mode=mode), CHANNELS, out, clock)
+    task = asyncio.create_task(collector.run())
+    try:
+        async with asyncio.timeout(GUARD_S):
+            await collector.wait_state("connected")
+        yield Rig(server, plant, plant_clock, clock, out, collector)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
+
+
+def block_ts_ns(server: MachineOpcUaServer, first_index: int) -> int:
+    assert server.origin is not None
+    ts = datetime_ns(server.origin + timedelta(seconds=first_index / FS))
+    assert ts is not None
+    return ts
+
+
+async def test_scalars_and_arrays_arrive_with_source_timestamps(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        blocks: list[SampleBlock] = []
+        for _ in range(4):
+            await r.step()
+            blocks.append(await r.next_block())
+        for b in blocks:
+            assert b.channel == "m1_vib"
+            assert b.sample_rate_hz == FS
+            assert b.quality == Quality.GOOD
+            assert b.source_ts_ns == block_ts_ns(r.server, b.sequence)
+        assert [b.sequence for b in blocks] == [0, 512, 1024, 1536]
+        last = r.plant.last[0]
+        assert last is not None
+        np.testing.assert_array_equal(blocks[-1].samples, last.blocks[0].samples)
+        temp = await r.next_reading("m1_temp")
+        assert temp.quality == Quality.GOOD
+        assert r.server.origin is not None
+        assert temp.value == pytest.approx(r.plant.machines[0].temperature_c, abs=1.0)
+        assert temp.source_ts_ns >= datetime_ns(r.server.origin)  # type: ignore[operator]
+        c = r.collector.counters
+        assert (c.connects, c.subscriptions, c.monitored_items) == (1, 1, 4)
+        assert (c.samples_lost, c.missed_notifications, c.node_errors) == (0, 0, 0)
+        assert r.collector.status()["state"] == "connected"
+
+
+async def test_polling_reads_in_batches(tmp_path: Path) -> None:
+    async with rig(tmp_path, mode="polling") as r:
+        await r.step()
+        await r.clock.wait_for_sleepers(1)  # the first poll is done
+        r.clock.advance(1.0)
+        block = await r.next_block()
+        assert block.sequence == 0
+        assert block.source_ts_ns == block_ts_ns(r.server, 0)
+        speed = await r.next_reading("m1_speed")
+        assert speed.value == pytest.approx(r.plant.machines[0].spec.shaft_hz, rel=0.05)
+        await r.step()
+        await r.clock.wait_for_sleepers(1)
+        r.clock.advance(1.0)
+        block = await r.next_block()
+        assert block.sequence == 512  # the repeat of block 0 read by the next poll is dropped
+        assert r.collector.counters.subscriptions == 0
+        assert r.collector.counters.polls >= 2
+
+
+async def test_server_restart_is_recovered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.collectors.opcua.collector")
+    async with rig(tmp_path) as r:
+        await r.step()
+        first = await r.next_block()
+        restart = asyncio.create_task(r.server.restart())
+        async with asyncio.timeout(GUARD_S):
+            await r.collector.wait_state("unreachable")
+            await restart
+            await r.clock.wait_for_sleepers(1)  # the collector waits out its backoff
+        assert r.clock.sleeps[-1] == pytest.approx(1.0, rel=0.21)
+        r.clock.advance(10.0)
+        async with asyncio.timeout(GUARD_S):
+            await r.collector.wait_state("connected")
+        for _ in range(2):
+            await r.step()
+        after = [await r.next_block(), await r.next_block()]
+        assert [b.sequence for b in after] == [first.next_sequence, first.next_sequence + 512]
+        c = r.collector.counters
+        assert (c.connects, c.reconnects, c.disconnects) == (2, 1, 1)
+        assert c.samples_lost == 0
+        assert c.duplicates >= 1  # the re-sent last block after resubscribing is not repeated
+    messages = [rec.getMessage() for rec in caplog.records if rec.name.endswith("collector")]
+    assert sum("unreachable" in m for m in messages) == 1
+    assert sum("recovered" in m for m in messages) == 1
