@@ -123,7 +123,7 @@ class OpcUaDevice(StrictModel):
     poll_period_s: float = Field(1.0, gt=0)
     poll_batch_size: int = Field(500, ge=1, le=100_000)
     timeout_s: float = Field(4.0, gt=0, le=600)
-    keepalive_s: float = Field(1.0, gt=0, le=600)
+    keepalive_s: float = Field(5.0, gt=0, le=600)
     stale_after_keepalives: int = Field(5, ge=2, le=1000)
     session_timeout_s: float = Field(60.0, ge=1, le=86_400)
     reconnect: Backoff = Backoff()
