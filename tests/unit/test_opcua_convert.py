@@ -165,3 +165,39 @@ sample_rate_hz = 25600
             "25600.0 differs from channel 'v' rate 5120.0 Hz",
         ),
     ]
+
+
+def test_numpy_arrays_only_in_the_collectors_context() -> None:
+    from asyncua.common.utils import Buffer
+    from asyncua.ua import ua_binary
+
+    from gateway.collectors.opcua import fastarrays
+
+    fastarrays.install()
+    fastarrays.install()  # idempotent
+
+    def roundtrip(v: ua.Variant) -> object:
+        return ua_binary.variant_from_binary(Buffer(ua_binary.variant_to_binary(v))).Value
+
+    floats = ua.Variant([1.5, -2.25, 3.0], ua.VariantType.Float)
+    assert roundtrip(floats) == [1.5, -2.25, 3.0]  # anyone else: asyncua's lists
+    token = fastarrays.NUMPY_ARRAYS.set(True)
+    try:
+        got = roundtrip(floats)
+        assert isinstance(got, np.ndarray)
+        assert got.dtype == np.float32
+        assert not got.flags.writeable
+        np.testing.assert_array_equal(got, [1.5, -2.25, 3.0])
+        assert waveform_samples(got) is got  # no copy on the hot path
+        doubles = roundtrip(ua.Variant([1e300, 2.0], ua.VariantType.Double))
+        assert isinstance(doubles, np.ndarray)
+        assert doubles.dtype == np.float64
+        assert roundtrip(ua.Variant([1, 2], ua.VariantType.Int32)) == [1, 2]
+        assert roundtrip(ua.Variant(None, ua.VariantType.Float, is_array=True)) is None
+        matrix = roundtrip(ua.Variant([[1.0, 2.0], [3.0, 4.0]], ua.VariantType.Double))
+        assert isinstance(matrix, list)
+        assert [list(row) for row in matrix] == [[1.0, 2.0], [3.0, 4.0]]
+        assert waveform_samples(matrix) is None
+    finally:
+        fastarrays.NUMPY_ARRAYS.reset(token)
+    assert roundtrip(floats) == [1.5, -2.25, 3.0]

@@ -19,22 +19,20 @@ values as NaN with Bad quality.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from asyncua import ua
-from asyncua.common.subscription import (
-    DataChangeEvent,
-    OverflowPolicy,
-    StatusChangeEvent,
-    Subscription,
-)
+from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
+from gateway.collectors.opcua import fastarrays
 from gateway.collectors.opcua.config import OpcUaDevice, OpcUaNode
 from gateway.collectors.opcua.convert import (
     WaveformStream,
@@ -117,27 +115,23 @@ class _Counter:
 
 
 class _Subscription(Subscription):
-    """An asyncua subscription in iterator mode that reports each publish to ``on_publish``
-    (sequence number, data-change count) before queueing its events."""
+    """An asyncua subscription whose publish results go straight to ``sink`` (the collector
+    queues the items by client handle: no per-item task or event object on the hot path)."""
 
-    on_publish: Callable[[_Subscription, int | None, int], None]
+    sink: Callable[[ua.PublishResult], None]
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
-        msg = publish_result.NotificationMessage
-        n = 0
-        for d in msg.NotificationData or []:
-            if isinstance(d, ua.DataChangeNotification):
-                n += len(d.MonitoredItems)
-        seq = int(msg.SequenceNumber) if msg.NotificationData else None
-        self.on_publish(self, seq, n)
-        await super().publish_callback(publish_result)
+        self.last_publish_at = time.monotonic()
+        self.sink(publish_result)
 
 
 @dataclass
 class _SubState:
     targets: dict[int, _Target] = field(default_factory=dict)  # client handle -> target
+    items: collections.deque[tuple[int, ua.DataValue]] = field(default_factory=collections.deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: str = ""  # why the server ended the subscription, once it did
     last_seq: int | None = None
-    backlog: int = 0  # events queued in asyncua, not yet consumed
     last_publish: float = 0.0
 
 
@@ -168,6 +162,7 @@ class OpcUaCollector:
         if cfg.security_mode != "None" and pki is None:
             raise ValueError(f"device {device_id}: a secured endpoint needs a Pki")
         self.pki = pki
+        fastarrays.install()
         self.application_uri = (
             cfg.application_uri or application_uri or default_application_uri("pdm-gateway")
         )
@@ -245,6 +240,7 @@ class OpcUaCollector:
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
+        fastarrays.NUMPY_ARRAYS.set(True)  # this task and the asyncua tasks it starts
         while True:
             session = OpcUaSession(self.device_id, self.cfg, self.pki, self.application_uri)
             try:
@@ -289,8 +285,7 @@ class OpcUaCollector:
             subscribed = [r for r in resolved if self.cfg.node_mode(r.node) == "subscription"]
             polled = [r for r in resolved if self.cfg.node_mode(r.node) == "polling"]
             consumers = [
-                self._consume(sub, state)
-                for sub, state in await self._subscribe(session, subscribed)
+                self._consume(state) for _, state in await self._subscribe(session, subscribed)
             ]
         except _NETWORK_ERRORS as exc:
             return f"setting up the session failed: {exc or type(exc).__name__}"
@@ -301,12 +296,18 @@ class OpcUaCollector:
             work.append(self._poll(session, polled))
         tasks = [asyncio.ensure_future(w) for w in work]
         lost = asyncio.ensure_future(session.lost.wait())
+        # asyncua keeps one PublishRequest in flight per session (its publish loop); more loops
+        # keep more in flight, so a slow answer for one subscription does not hold the others
+        extra = [
+            asyncio.ensure_future(client.uaclient.session._publish_loop())
+            for _ in range(self.cfg.publish_requests - 1 if consumers else 0)
+        ]
         try:
             done, _ = await asyncio.wait([*tasks, lost], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in [*tasks, lost]:
+            for t in [*tasks, lost, *extra]:
                 t.cancel()
-            await asyncio.gather(*tasks, lost, return_exceptions=True)
+            await asyncio.gather(*tasks, lost, *extra, return_exceptions=True)
         if lost in done:
             return session.lost_reason or "connection lost"
         for t in done:
@@ -374,15 +375,9 @@ class OpcUaCollector:
             params.MaxNotificationsPerPublish = 0
             params.PublishingEnabled = True
             params.Priority = 0
-            sub = _Subscription(
-                client.uaclient.session,
-                params,
-                None,
-                queue_maxsize=EVENT_QUEUE,
-                overflow=OverflowPolicy.DROP_OLDEST,
-            )
+            sub = _Subscription(client.uaclient.session, params, None)
             state = _SubState(last_publish=self.clock.monotonic())
-            sub.on_publish = self._make_publish_hook(state)
+            sub.sink = self._make_sink(state)
             await sub.init()
             requests: list[ua.MonitoredItemCreateRequest] = []
             for r in chunk:
@@ -433,21 +428,29 @@ class OpcUaCollector:
         state.targets[handle] = _Target(r, is_seq)
         return req
 
-    def _make_publish_hook(
-        self, state: _SubState
-    ) -> Callable[[_Subscription, int | None, int], None]:
-        def on_publish(sub: _Subscription, seq: int | None, n: int) -> None:
+    def _make_sink(self, state: _SubState) -> Callable[[ua.PublishResult], None]:
+        def sink(result: ua.PublishResult) -> None:
             state.last_publish = self.clock.monotonic()
+            msg = result.NotificationMessage
+            if not msg.NotificationData:
+                return  # a keep-alive
             missed = 0
-            if seq is not None:
+            seq = int(msg.SequenceNumber)
+            if seq:  # (0: a loss reported by the client itself)
                 if state.last_seq is not None and seq > state.last_seq + 1:
                     missed += seq - state.last_seq - 1
                 state.last_seq = seq
-            overflow = state.backlog + n - EVENT_QUEUE
-            if overflow > 0:
-                missed += overflow
-                n -= overflow
-            state.backlog += n
+            items = state.items
+            for d in msg.NotificationData:
+                if isinstance(d, ua.DataChangeNotification):
+                    for item in d.MonitoredItems:
+                        if len(items) >= EVENT_QUEUE:  # the collector fell behind: oldest go
+                            items.popleft()
+                            missed += 1
+                        items.append((item.ClientHandle, item.Value))
+                elif isinstance(d, ua.StatusChangeNotification) and not d.Status.is_good():
+                    state.ended = f"subscription ended ({d.Status.name})"
+            state.ready.set()
             if missed:
                 self.counters.missed_notifications += missed
                 self._missed_log.warning(
@@ -457,22 +460,22 @@ class OpcUaCollector:
                     missed,
                 )
 
-        return on_publish
+        return sink
 
-    async def _consume(self, sub: _Subscription, state: _SubState) -> str:
-        """Turn a subscription's events into records, in arrival order."""
-        async for ev in sub:
-            if isinstance(ev, DataChangeEvent):
-                state.backlog = max(0, state.backlog - 1)
-                item = ev.data.monitored_item
-                target = state.targets.get(item.ClientHandle)
+    async def _consume(self, state: _SubState) -> str:
+        """Turn a subscription's queued items into records, in arrival order; one wake-up per
+        publish response."""
+        items, targets = state.items, state.targets
+        while True:
+            await state.ready.wait()
+            state.ready.clear()
+            while items:
+                handle, dv = items.popleft()
+                target = targets.get(handle)
                 if target is not None:
-                    await self._on_value(target, item.Value, ev.value)
-            elif isinstance(ev, StatusChangeEvent):
-                status = ev.notification.Status
-                if not status.is_good():
-                    return f"subscription ended by the server ({status.name})"
-        return "subscription closed"
+                    await self._on_value(target, dv, None if dv.Value is None else dv.Value.Value)
+            if state.ended:
+                return state.ended
 
     async def _watch_keepalive(self) -> str:
         """Return once a subscription stays silent (not even a keep-alive) too long."""

@@ -120,6 +120,9 @@ class OpcUaDevice(StrictModel):
     queue_size: int = Field(1, ge=1, le=10_000)
     waveform_queue_size: int = Field(16, ge=1, le=10_000)
     max_items_per_subscription: int = Field(1000, ge=1, le=100_000)
+    #: PublishRequests kept outstanding on the session (at least one per few subscriptions
+    #: keeps every subscription flowing when the server is slow to answer)
+    publish_requests: int = Field(3, ge=1, le=20)
     poll_period_s: float = Field(1.0, gt=0)
     poll_batch_size: int = Field(500, ge=1, le=100_000)
     timeout_s: float = Field(4.0, gt=0, le=600)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,19 +63,30 @@ def reading_value(val: object) -> float | None:
 
 
 def waveform_samples(val: object) -> FloatArray | None:
-    """A one-dimensional numeric array as a new float32 array; ``None`` if ``val`` is not one."""
-    if isinstance(val, np.ndarray):
-        arr = val
-    elif isinstance(val, (list, tuple)):
+    """A one-dimensional numeric array as a float32 array; ``None`` if ``val`` is not one.
+
+    asyncua decodes arrays to lists of Python numbers; packing them with ``struct`` and
+    viewing the bytes is about twice as fast as ``np.array(list)`` (the collector's hot path).
+    """
+    if isinstance(val, list | tuple):
         try:
-            arr = np.array(val, dtype=np.float32)
-        except (TypeError, ValueError):
+            raw = struct.pack(f"<{len(val)}f", *val)
+        except (struct.error, OverflowError):  # past float32's range: through float64
+            try:
+                raw64 = np.frombuffer(struct.pack(f"<{len(val)}d", *val), dtype=np.float64)
+            except (struct.error, TypeError):
+                return None
+            with np.errstate(over="ignore"):
+                return raw64.astype(np.float32)
+        except TypeError:
             return None
-    else:
-        return None
-    if arr.ndim != 1 or arr.dtype.kind not in "fiub":
-        return None
-    return np.ascontiguousarray(arr, dtype=np.float32)
+        return np.frombuffer(raw, dtype=np.float32)  # read-only, as records hold arrays
+    if isinstance(val, np.ndarray) and val.ndim == 1 and val.dtype.kind in "fiub":
+        if val.dtype == np.float32 and not val.flags.writeable:
+            return val  # decoded for this record alone (see fastarrays)
+        with np.errstate(over="ignore"):
+            return val.astype(np.float32)
+    return None
 
 
 @dataclass

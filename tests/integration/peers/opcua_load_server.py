@@ -58,7 +58,8 @@ async def main() -> None:
     print("ready", flush=True)
     print(f"address space built in {t_ready:.1f}s", file=sys.stderr, flush=True)
     rng = np.random.default_rng(0)
-    block = rng.standard_normal(args.samples).astype(np.float32).tolist()
+    # blocks differ from round to round (an unchanged value would not be a data change)
+    blocks = [rng.standard_normal(args.samples).astype(np.float32).tolist() for _ in range(4)]
     loop = asyncio.get_running_loop()
     start_wall = datetime.now(UTC)
     start = loop.time()
@@ -71,7 +72,7 @@ async def main() -> None:
             dv = ua.DataValue(ua.Variant(float(r), ua.VariantType.Double), SourceTimestamp=now)
             await server.write_attribute_value(nid, dv)
         for nid in arrays:
-            dv = ua.DataValue(ua.Variant(block, ua.VariantType.Float), SourceTimestamp=ts)
+            dv = ua.DataValue(ua.Variant(blocks[r % 4], ua.VariantType.Float), SourceTimestamp=ts)
             await server.write_attribute_value(nid, dv)
         await asyncio.sleep(max(0.0, start + r * args.period - loop.time()))  # the device's pace
 
