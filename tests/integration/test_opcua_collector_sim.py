@@ -21,10 +21,12 @@ import pytest
 from gateway.collectors.opcua.collector import OpcUaCollector
 from gateway.collectors.opcua.config import OpcUaDevice
 from gateway.collectors.opcua.convert import datetime_ns
+from gateway.config import parse_config
 from gateway.config.plant import Channel
 from gateway.core.clock import FakeClock
-from gateway.core.records import Quality, Reading, SampleBlock
+from gateway.core.records import FeatureFrame, Quality, Reading, SampleBlock
 from gateway.demo import free_port
+from gateway.runtime.pipeline import Pipeline
 from gateway.runtime.queues import BoundedQueue
 from simulators.machine import Machine
 from simulators.opcua_server import MachineOpcUaServer
@@ -206,3 +208,98 @@ async def test_server_restart_is_recovered(
     messages = [rec.getMessage() for rec in caplog.records if rec.name.endswith("collector")]
     assert sum("unreachable" in m for m in messages) == 1
     assert sum("recovered" in m for m in messages) == 1
+
+
+async def test_a_dead_server_does_not_affect_another(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        dead_out: BoundedQueue[SampleBlock | Reading] = BoundedQueue("dead", 10)
+        dead = OpcUaCollector(
+            "dead", device(f"opc.tcp://127.0.0.1:{free_port()}/none/"), CHANNELS, dead_out, r.clock
+        )
+        task = asyncio.create_task(dead.run())
+        try:
+            async with asyncio.timeout(GUARD_S):
+                await dead.wait_state("unreachable")
+            for _ in range(3):
+                await r.step()
+                await r.next_block()  # the healthy server's data keeps flowing
+            assert dead.counters.failed_connects >= 1
+            assert dead.status()["state"] == "unreachable"
+            assert r.collector.state == "connected"
+            assert len(dead_out) == 0
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_pipeline_builds_the_collector_and_frames_flow(tmp_path: Path) -> None:
+    machine = Machine(small_spec("m1"), seed=1)
+    server = MachineOpcUaServer([machine], port=free_port())
+    await server.start()
+    plant_clock = FakeClock()
+    plant = Plant([machine], clock=plant_clock)
+    plant.publishers.append(server)
+    plant.elapsed_s()
+    cfg = parse_config(
+        f"""
+[gateway]
+state_dir = "{tmp_path.as_posix()}"
+[dsp]
+window = 1024
+hop = 512
+[channels.m1_vib]
+kind = "vibration"
+sample_rate_hz = {FS}
+[channels.m1_temp]
+kind = "temperature"
+[assets.m1]
+channels = ["m1_vib", "m1_temp"]
+[devices.opcua.sim]
+endpoint = "{server.endpoint}"
+publishing_interval_ms = 20
+[[devices.opcua.sim.nodes]]
+channel = "m1_vib"
+namespace_uri = "{NS}"
+kind = "waveform"
+node_id = "s=m1.vib0.Waveform"
+sequence_node_id = "s=m1.vib0.FirstIndex"
+[[devices.opcua.sim.nodes]]
+channel = "m1_temp"
+namespace_uri = "{NS}"
+browse_path = ["Machines", "m1", "Temperature"]
+""",
+        base_dir=tmp_path,
+    )
+    frames: list[FeatureFrame] = []
+    got = asyncio.Event()
+
+    def on_frame(f: FeatureFrame) -> None:
+        frames.append(f)
+        got.set()
+
+    pipeline = Pipeline(cfg, on_frame=on_frame)
+    await pipeline.start()
+    try:
+        async with asyncio.timeout(GUARD_S):
+            await pipeline.collectors[0].wait_state("connected")  # type: ignore[union-attr]
+            for _ in range(4):  # 4 x 512 samples: frames of 1024 with a hop of 512
+                plant_clock.advance(TICK_S)
+                await plant.step()
+            while len([f for f in frames if f.channel == "m1_vib"]) < 3:
+                got.clear()
+                await got.wait()
+        status = pipeline.status()["devices"]
+        assert isinstance(status, dict)
+        assert status["sim"]["state"] == "connected"
+        assert status["sim"]["blocks"] >= 2
+    finally:
+        assert await pipeline.stop()
+        await server.stop()
+    vib = [f for f in frames if f.channel == "m1_vib"]
+    assert vib[0].asset == "m1"
+    assert vib[0].quality == Quality.GOOD
+    assert [f.start_ts_ns for f in vib[:3]] == [
+        block_ts_ns(server, 0),
+        block_ts_ns(server, 512),
+        block_ts_ns(server, 1024),
+    ]
