@@ -1,4 +1,4 @@
-"""Command line: ``pdm-gateway run | demo | simulate | check-config``.
+"""Command line: ``pdm-gateway run | demo | simulate | check-config | opcua``.
 
 Exit codes: 0 success; 1 runtime failure; 2 bad configuration or usage; 3 a local resource
 (a port, the store file) is unavailable. Expected failures print one line, never a traceback.
