@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,22 @@ async def test_certificate_authentication(plc: Plc, tmp_path: Path) -> None:
         reading = await first_reading(out)
         assert reading.value == 21.5
         assert collector.counters.refusals == 0
+
+
+async def test_status_codes_arrive_as_quality(plc: Plc, tmp_path: Path) -> None:
+    settings = {"trust_on_first_use": True, "queue_size": 10}  # three writes in a row
+    async with collecting(plc, tmp_path, **settings) as (_c, _clock, out, _pki):
+        assert (await first_reading(out)).quality == Quality.GOOD
+        ns = await plc.server.get_namespace_index(NS)
+        for value, code in (
+            (22.5, ua.StatusCodes.UncertainLastUsableValue),
+            (23.5, ua.StatusCodes.BadSensorFailure),
+            (24.5, ua.StatusCodes.Good),
+        ):
+            dv = ua.DataValue(ua.Variant(value), ua.StatusCode(code))
+            await plc.server.write_attribute_value(ua.NodeId("T1", ns), dv)
+        got = [await first_reading(out) for _ in range(3)]
+    assert [r.quality for r in got] == [Quality.UNCERTAIN, Quality.BAD, Quality.GOOD]
+    assert got[0].value == 22.5  # marked, not dropped
+    assert math.isnan(got[1].value)  # (the server sends no value with a Bad status)
+    assert got[2].value == 24.5

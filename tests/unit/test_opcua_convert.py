@@ -201,3 +201,41 @@ def test_numpy_arrays_only_in_the_collectors_context() -> None:
     finally:
         fastarrays.NUMPY_ARRAYS.reset(token)
     assert roundtrip(floats) == [1.5, -2.25, 3.0]
+
+
+async def test_publish_gaps_and_overflow_count_as_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.collectors.opcua import collector as col_mod
+    from gateway.collectors.opcua.collector import OpcUaCollector, _SubState
+    from gateway.config.plant import Channel
+    from gateway.core.clock import FakeClock
+    from gateway.runtime.queues import BoundedQueue
+
+    cfg = OpcUaDevice.model_validate({"endpoint": "opc.tcp://h:1", "nodes": [node(channel="t")]})
+    c = OpcUaCollector(
+        "d", cfg, {"t": Channel(kind="temperature")}, BoundedQueue("q", 10), FakeClock()
+    )
+    state = _SubState()
+    sink = c._make_sink(state)
+    monkeypatch.setattr(col_mod, "EVENT_QUEUE", 3)
+
+    def publish(seq: int, items: int) -> None:
+        notes = [ua.MonitoredItemNotification(ClientHandle=1) for _ in range(items)]
+        msg = ua.NotificationMessage(
+            SequenceNumber=seq, NotificationData=[ua.DataChangeNotification(MonitoredItems=notes)]
+        )
+        sink(ua.PublishResult(7, NotificationMessage=msg))
+
+    publish(1, 1)
+    publish(2, 1)
+    assert c.counters.missed_notifications == 0
+    publish(5, 1)  # notification messages 3 and 4 never arrived
+    assert c.counters.missed_notifications == 2
+    publish(6, 2)  # 5 queued items, room for 3: the 2 oldest go
+    assert c.counters.missed_notifications == 4
+    assert len(state.items) == 3
+    assert state.ready.is_set()
+    status = ua.StatusChangeNotification(Status=ua.StatusCode(StatusCodes.BadTimeout))
+    sink(ua.PublishResult(7, NotificationMessage=ua.NotificationMessage(NotificationData=[status])))
+    assert state.ended == "subscription ended (BadTimeout)"
