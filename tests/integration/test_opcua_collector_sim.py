@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -303,3 +304,51 @@ browse_path = ["Machines", "m1", "Temperature"]
         block_ts_ns(server, 512),
         block_ts_ns(server, 1024),
     ]
+
+
+async def test_unknown_nodes_are_marked_bad_and_the_rest_flows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.collectors.opcua.collector")
+    async with rig(tmp_path) as r:
+        base = device(r.server.endpoint)
+        nodes = [
+            *base.nodes,
+            {"channel": "x_ns", "namespace_uri": "urn:nowhere", "node_id": "s=m1.Temperature"},
+            {"channel": "x_id", "namespace_uri": NS, "node_id": "s=m1.NoSuchNode"},
+            {"channel": "x_path", "namespace_uri": NS, "browse_path": ["Machines", "m9"]},
+        ]
+        cfg = OpcUaDevice.model_validate({**base.model_dump(), "nodes": nodes})
+        channels = {
+            **CHANNELS,
+            **{c: Channel(kind="temperature") for c in ("x_ns", "x_id", "x_path")},
+        }
+        out: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 1000)
+        collector = OpcUaCollector("partial", cfg, channels, out, r.clock)
+        task = asyncio.create_task(collector.run())
+        try:
+            async with asyncio.timeout(GUARD_S):
+                await collector.wait_state("connected")
+                bad: dict[str, Reading] = {}
+                block = None
+                await r.step()
+                while block is None or len(bad) < 3:
+                    item = await out.get()
+                    if isinstance(item, SampleBlock):
+                        block = item
+                    elif item.channel.startswith("x_"):
+                        bad[item.channel] = item
+            assert all(b.quality == Quality.BAD and math.isnan(b.value) for b in bad.values())
+            assert collector.counters.node_errors == 3
+            assert collector.counters.monitored_items == 4
+            unavailable = collector.status()["unavailable_nodes"]
+            assert isinstance(unavailable, dict)
+            assert set(unavailable) == {"s=m1.Temperature", "s=m1.NoSuchNode", "Machines/m9"}
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
+    assert len(errors) == 3
+    assert any("namespace 'urn:nowhere' is not on the server" in e for e in errors)
+    assert any("s=m1.NoSuchNode" in e and "BadNodeIdUnknown" in e for e in errors)
+    assert any("Machines/m9" in e and "not found" in e for e in errors)

@@ -206,7 +206,9 @@ class OpcUaCollector:
             "state": self.state,
             "endpoint": self.cfg.endpoint,
             "last_error": self.last_error,
-            "node_errors": dict(sorted(self._node_problems.items())),
+            "unavailable_nodes": {
+                self.cfg.nodes[i].label: reason for i, reason in sorted(self._node_problems.items())
+            },
             **vars(self.counters),
         }
 
@@ -281,15 +283,14 @@ class OpcUaCollector:
         client = session.client
         try:
             resolved, errors = await resolve_nodes(client, list(self.cfg.nodes))
-            self._report_node_errors(errors)
             subscribed = [r for r in resolved if self.cfg.node_mode(r.node) == "subscription"]
             polled = [r for r in resolved if self.cfg.node_mode(r.node) == "polling"]
-            consumers = [
-                self._consume(state) for _, state in await self._subscribe(session, subscribed)
-            ]
+            states = await self._subscribe(session, subscribed, errors)
         except _NETWORK_ERRORS as exc:
             return f"setting up the session failed: {exc or type(exc).__name__}"
+        self._report_node_errors(errors)
         await self._emit_unresolved(errors)
+        consumers = [self._consume(state) for state in states]
         self._set_connected()
         work: list[Awaitable[str]] = [*consumers, self._watch_keepalive()]
         if polled:
@@ -348,11 +349,10 @@ class OpcUaCollector:
 
     # -- subscriptions ------------------------------------------------------------------------
     async def _subscribe(
-        self, session: OpcUaSession, nodes: list[ResolvedNode]
-    ) -> list[tuple[_Subscription, _SubState]]:
+        self, session: OpcUaSession, nodes: list[ResolvedNode], errors: list[tuple[int, str]]
+    ) -> list[_SubState]:
         """Subscriptions holding every node's monitored items (a waveform and its counter
-        stay in one subscription, counter first, so the counter is never later than its
-        array)."""
+        stay in one subscription); items the server refuses are added to ``errors``."""
         cfg, client = self.cfg, session.client
         chunks: list[list[ResolvedNode]] = []
         size = 0
@@ -363,9 +363,8 @@ class OpcUaCollector:
                 size = 0
             chunks[-1].append(r)
             size += items
-        out: list[tuple[_Subscription, _SubState]] = []
+        out: list[_SubState] = []
         self.counters.subscriptions = self.counters.monitored_items = 0
-        problems: list[tuple[int, str]] = []
         for chunk in chunks:
             params = ua.CreateSubscriptionParameters()
             params.RequestedPublishingInterval = float(cfg.publishing_interval_ms)
@@ -389,13 +388,11 @@ class OpcUaCollector:
                 if isinstance(res, ua.StatusCode):
                     target = state.targets.pop(req.RequestedParameters.ClientHandle)
                     what = "sequence node" if target.is_sequence else "node"
-                    problems.append((target.node.index, f"{what}: {res.name}"))
+                    errors.append((target.node.index, f"{what}: {res.name}"))
             self.counters.subscriptions += 1
             self.counters.monitored_items += len(state.targets)
-            out.append((sub, state))
-        if problems:
-            self._report_node_errors([*self._node_problems.items(), *problems])
-        self._subs = [s for _, s in out]
+            out.append(state)
+        self._subs = out
         return out
 
     def _item(
