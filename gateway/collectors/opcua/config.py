@@ -38,12 +38,13 @@ class OpcUaNode(StrictModel):
 
     A browse path starts below the ``Objects`` folder; each element is a browse name in
     ``namespace_uri``. ``kind = "waveform"`` nodes hold a one-dimensional numeric array: each
-    new value is one ``SampleBlock`` at the channel's sample rate. Its ``sequence`` (index of the
-    first sample in the stream) comes from ``sequence_node_id``/``sequence_browse_path`` when
-    given (a counter node the server updates no later than the array, e.g. the simulator's
-    ``FirstIndex``); otherwise from the source timestamp:
-    ``sequence = round((source_ts - first_source_ts) * sample_rate)``, anchored at the first
-    block the collector ever received on that channel, so a lost block shows as a gap.
+    new value is one ``SampleBlock`` at the channel's sample rate, stamped with the array's
+    source timestamp (taken as the time of its first sample). Its ``sequence`` (index of the
+    first sample in the stream) is the value of the counter node
+    ``sequence_node_id``/``sequence_browse_path`` stamped with the same source timestamp (e.g.
+    the simulator's ``FirstIndex``); without one, the first block is 0 and each later block is
+    ``previous sequence + round((ts - previous ts) * sample_rate)``, so a lost block shows as a
+    gap (see ``convert.WaveformStream``).
 
     ``unit`` and ``sample_rate_hz``, when given, must equal the channel's (guards against
     mapping a node to the wrong channel). ``sampling_interval_ms``, ``queue_size`` and ``mode``
