@@ -10,7 +10,7 @@ from pydantic import Field
 
 from gateway.alerts.config import AlertsConfig, rule_channel_errors
 from gateway.collectors.modbus.config import ModbusDevice
-from gateway.collectors.opcua.config import OpcUaDevice
+from gateway.collectors.opcua.config import OpcUaDevice, check_opcua_device
 from gateway.config.plant import Asset, Channel
 from gateway.core.configbase import StrictModel
 from gateway.dsp.config import DspConfig
@@ -114,6 +114,14 @@ def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
                 errors.append(
                     (path, f"channel {ch!r} is {cfg.channels[ch].kind}: needs {want} source")
                 )
+
+    for name, odev in cfg.devices.opcua.items():
+        errors += check_opcua_device(
+            f"devices.opcua.{name}",
+            odev,
+            {c: ch.unit for c, ch in cfg.channels.items()},
+            {c: ch.sample_rate_hz for c, ch in cfg.channels.items()},
+        )
 
     owner: dict[str, str] = {}
     for name, a in cfg.assets.items():

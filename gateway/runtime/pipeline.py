@@ -25,9 +25,9 @@ from collections.abc import Callable
 from gateway.alerts.actions import ActionRunner
 from gateway.alerts.stage import AlertStage
 from gateway.collectors.modbus.collector import ModbusCollector
+from gateway.collectors.opcua.collector import OpcUaCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.errors import ConfigError
 from gateway.core.records import (
     ActionRecord,
     AlertEvent,
@@ -57,22 +57,21 @@ log = logging.getLogger(__name__)
 HEALTH_WINDOW_S = 60.0
 
 
-def unsupported_sections(cfg: GatewayConfig) -> list[tuple[str, str]]:
-    """Configured features this version cannot run, as ``(key path, reason)``."""
-    out = [
-        (f"devices.opcua.{n}", "the OPC UA collector is not available in this version")
-        for n in cfg.devices.opcua
-    ]
-    return out
-
-
-def ignored_sections(cfg: GatewayConfig) -> list[str]:
-    """Sections that validate but do nothing yet in this version (warned about at start)."""
-    out: list[str] = []
-    return out
-
-
 Record = FeatureFrame | Score | AlertEvent | ActionRecord
+
+
+def opcua_collectors(
+    cfg: GatewayConfig, samples: BoundedQueue[SampleBlock | Reading], clock: Clock
+) -> list[OpcUaCollector]:
+    """One collector per ``[devices.opcua.<id>]``; they share the PKI under state_dir/pki."""
+    from gateway.opcua_pki import Pki, default_application_uri
+
+    pki = Pki(cfg.gateway.state_dir / "pki")
+    uri = default_application_uri(cfg.gateway.name)
+    return [
+        OpcUaCollector(name, dev, dict(cfg.channels), samples, clock, pki, uri)
+        for name, dev in cfg.devices.opcua.items()
+    ]
 
 
 class Pipeline:
@@ -84,9 +83,6 @@ class Pipeline:
         clock: Clock | None = None,
         on_frame: Callable[[FeatureFrame], None] | None = None,
     ) -> None:
-        errors = unsupported_sections(cfg)
-        if errors:
-            raise ConfigError(errors)
         self.cfg = cfg
         self.clock = clock or SystemClock()
         q = cfg.runtime.queues
@@ -126,10 +122,11 @@ class Pipeline:
             )
             for rollback in rollbacks:  # done while loading: counted and reported here
                 self.models.report(*rollback)
-        self.collectors = [
+        self.collectors: list[ModbusCollector | OpcUaCollector] = [
             ModbusCollector(name, dev, dict(cfg.channels), self.samples, self.clock)
             for name, dev in cfg.devices.modbus.items()
         ]
+        self.collectors += opcua_collectors(cfg, self.samples, self.clock)
         self.dsp = DspStage(
             cfg.dsp,
             dict(cfg.channels),
@@ -192,8 +189,6 @@ class Pipeline:
 
     async def start(self) -> None:
         """Open the journal (``ResourceUnavailableError`` if impossible) and start all stages."""
-        for warning in ignored_sections(self.cfg):
-            log.warning("%s", warning)
         influx = self.cfg.uplink.influxdb
         self.journal = Journal(
             self.cfg.store_path(),
