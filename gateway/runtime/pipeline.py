@@ -37,6 +37,8 @@ from gateway.core.records import (
     Score,
 )
 from gateway.dsp.stage import DspStage
+from gateway.forwarding.hub import ForwardingHub
+from gateway.forwarding.ring import TappedQueue
 from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.stage import InferenceStage, load_models
 from gateway.opcua_server.layout import layout_from_config
@@ -90,8 +92,14 @@ class Pipeline:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         q = cfg.runtime.queues
-        self.samples: BoundedQueue[SampleBlock | Reading] = BoundedQueue(
-            "samples", q.samples.size, q.samples.when_full
+        #: forwarding policy: raw tap on ``samples``, summaries/snapshots, byte accounting
+        self.forwarding = ForwardingHub(
+            cfg.forwarding,
+            {a: list(asset.channels) for a, asset in cfg.assets.items()},
+            {ch for ch, c in cfg.channels.items() if c.is_waveform},
+        )
+        self.samples: BoundedQueue[SampleBlock | Reading] = TappedQueue(
+            "samples", q.samples.size, q.samples.when_full, self.forwarding.tap
         )
         self.records: BoundedQueue[Record] = BoundedQueue(
             "records", q.records.size, q.records.when_full
@@ -205,9 +213,11 @@ class Pipeline:
         if self.opcua_server is not None:
             await self.opcua_server.start()
         self.store = StoreWriter(self.cfg.store, access, self.records, self.clock)
+        self.store.deriver = self.forwarding
         self._store_task = self.supervisor.start(self.store)
         if influx is not None:
             self.uplink = InfluxForwarder(influx, access, self.clock)
+            self.uplink.selector = self.forwarding.selector
             self._uplink_task = self.supervisor.start(self.uplink)
         if self.actions is not None:
             self._actions_task = self.supervisor.start(self.actions)
@@ -315,6 +325,11 @@ class Pipeline:
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
             "uplink": {self.uplink.cfg.name: self.uplink.status()} if self.uplink else {},
+            "forwarding": self.forwarding.status(
+                self.uplink.sent_bytes if self.uplink else {},
+                {},
+                self.uplink.skipped_by_asset if self.uplink else {},
+            ),
         }
         now = self.clock.monotonic()
         if self._baseline is None or now - self._baseline[0] >= HEALTH_WINDOW_S:
