@@ -42,8 +42,7 @@ class ForwardingHub:
                 if cfg.for_asset(a).mode == "summary"
             }
         )
-        wave = {a: [ch for ch in chans if ch in waveforms] for a, chans in assets.items()}
-        self.snapshots = SnapshotCapture(cfg, wave, self.tap)
+        self.snapshots = SnapshotCapture(cfg, {a: list(c) for a, c in assets.items()}, self.tap)
         self.selector = DetailSelector(cfg)
 
     async def derive(self, records: Sequence[object]) -> list[Row]:
@@ -68,8 +67,8 @@ class ForwardingHub:
         skipped: Mapping[str, int],
     ) -> dict[str, object]:
         """Byte counters per asset and in total; ``forwarded``/``escalated`` come from the
-        uplink and the escalation sink (bytes per asset), ``skipped`` (detail records not
-        forwarded, per asset) from the uplink."""
+        uplink and the escalation sink (bytes per asset), ``skipped`` (records the policy
+        kept on site: unselected detail and snapshots, per asset) from the uplink."""
         collected = self.tap.collected_bytes
         names = sorted({*self.assets, *collected, *forwarded, *escalated} - {""})
         per: dict[str, dict[str, object]] = {}
@@ -79,7 +78,7 @@ class ForwardingHub:
                 "collected_bytes": collected.get(a, 0),
                 "forwarded_bytes": forwarded.get(a, 0),
                 "escalated_bytes": escalated.get(a, 0),
-                "detail_skipped": skipped.get(a, 0),
+                "records_kept_on_site": skipped.get(a, 0),
                 "snapshots": self.snapshots.captured.get(a, 0),
             }
         total = {

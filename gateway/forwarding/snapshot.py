@@ -48,7 +48,9 @@ def decode_channel(data: str, dtype: str, scale: float) -> FloatArray:
 
 
 class SnapshotCapture:
-    """Watches the records on their way to the store; ``capture`` returns snapshot rows."""
+    """Watches the records on their way to the store; ``capture`` returns snapshot rows.
+    ``asset_channels``: every channel of each asset (raw samples come from those with a ring,
+    i.e. the waveform channels; features from all)."""
 
     def __init__(
         self, cfg: ForwardingConfig, asset_channels: dict[str, list[str]], tap: RawTap

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gateway.core.clock import FakeClock
-from gateway.core.records import AlertEvent, AlertState, FeatureFrame, Severity
+from gateway.core.records import AlertEvent, AlertState, FeatureFrame, SampleBlock, Severity
 from gateway.forwarding.config import ForwardingConfig
 from gateway.forwarding.hub import ForwardingHub
 from gateway.runtime.queues import BoundedQueue
@@ -70,6 +70,7 @@ FORWARDING = {
             "summary_interval_s": 10.0,
             "pre_trigger_s": 3.0,
             "post_trigger_s": 2.0,
+            "snapshot": {"enabled": True, "length_s": 1.0},
         }
     },
     "settle_s": 1.0,
@@ -97,6 +98,9 @@ async def test_summaries_and_detail_around_an_alert_with_its_pre_trigger_part(
         for i in range(300):
             await queue.put(frame(i))
             await queue.put(frame(i, "m2"))
+            if i % 10 == 0:  # raw samples of m1's waveform channel (for its snapshot)
+                samples = np.full(512, 0.25 + i, dtype=np.float32)
+                hub.tap(SampleBlock("m1_vib", T0 + i * STEP_NS, 0, 512.0, samples, i * 512))
             if i == 200:  # raised at 20 s: detail 17 s .. 22 s is wanted, stored long before
                 await queue.put(raised(i))
             if i % 10 == 9:
@@ -124,8 +128,9 @@ async def test_summaries_and_detail_around_an_alert_with_its_pre_trigger_part(
         means = sorted((ts, v) for _, ts, v in await vm.values("summary_i_mean"))
         assert [v for _, v in means] == [49.5, 149.5, 249.5]
         assert len(await vm.values("alert_state_code")) == 1
-        assert fwd.skipped == 300 - 51
-        assert fwd.skipped_by_asset == {"m1": 300 - 51}
+        # m1's unselected detail and its snapshot were acknowledged without being sent
+        assert fwd.skipped == 300 - 51 + 1
+        assert fwd.skipped_by_asset == {"m1": 300 - 51 + 1}
 
         # the forwarded byte count is what the server accepted, per asset
         lines = proxy.lines()
@@ -135,7 +140,11 @@ async def test_summaries_and_detail_around_an_alert_with_its_pre_trigger_part(
             asset = next(t.split("=")[1] for t in tags if t.startswith("asset="))
             per_asset[asset] = per_asset.get(asset, 0) + len(line) + 1
         assert fwd.sent_bytes == per_asset
+        # the alert's snapshot is in the store, and raw data never left (escalation is off)
+        assert await access.call(journal.count, "snapshot") == 1
         assert not any(line.startswith("snapshot") for line in lines)
+        assert not any("200.25" in line for line in lines)  # no raw sample value
+        assert fwd.unencodable == 0
     finally:
         for t in tasks:
             t.cancel()
