@@ -187,14 +187,21 @@ class InfluxForwarder:
             self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
             bulk, lines = await self._bulk_batch()
             now = self.clock.monotonic()
-            held = self._decide_at  # a record's decision waits: send what is decided
-            if held is not None:
-                self._prefetch = None
+            held = self._decide_at
+            if held is not None:  # a record's decision waits: what is decided goes as a
+                # partial batch; decisions come due at least a flush interval apart
                 if bulk:
-                    self._partial_since = None
-                    return bulk, lines, "bulk"
+                    if self._partial_since is None:
+                        self._partial_since = now
+                    hold = self._partial_since + self.cfg.flush_interval_s - now
+                    if hold <= 0:
+                        self._partial_since = None
+                        return bulk, lines, "bulk"
+                else:
+                    due = (held - self.clock.now_ns()) / 1e9
+                    hold = max(due, self.cfg.flush_interval_s)
                 await self._refresh_backlog(force=False)
-                await self._wait_appended(max(1e-3, (held - self.clock.now_ns()) / 1e9))
+                await self._wait_appended(hold)
                 continue
             if len(bulk) >= self.cfg.batch_size:
                 self._partial_since = None
