@@ -37,6 +37,7 @@ from gateway.core.records import (
     Score,
 )
 from gateway.dsp.stage import DspStage
+from gateway.forwarding.escalation import Escalator
 from gateway.forwarding.hub import ForwardingHub
 from gateway.forwarding.ring import TappedQueue
 from gateway.inference.lifecycle import ModelController, feature_check
@@ -183,6 +184,8 @@ class Pipeline:
         self.store: StoreWriter | None = None
         self.uplink: InfluxForwarder | None = None
         self._uplink_task: asyncio.Task[None] | None = None
+        self.escalator: Escalator | None = None
+        self._escalator_task: asyncio.Task[None] | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._inference_task: asyncio.Task[None] | None = None
@@ -209,6 +212,9 @@ class Pipeline:
             self.cfg.store.bounds(),
             sinks=[influx.name] if influx else [],
         )
+        escalation = self.cfg.forwarding.escalation
+        if escalation is not None:  # its own cursor: the bounds wait for it like for the uplink
+            self.journal.sinks = (*self.journal.sinks, escalation.name)
         access = JournalAccess(self.journal)
         if self.opcua_server is not None:
             await self.opcua_server.start()
@@ -219,6 +225,11 @@ class Pipeline:
             self.uplink = InfluxForwarder(influx, access, self.clock)
             self.uplink.selector = self.forwarding.selector
             self._uplink_task = self.supervisor.start(self.uplink)
+        if escalation is not None:
+            self.escalator = Escalator(escalation, self.cfg.forwarding, access, self.clock)
+            if self.opcua_server is not None:
+                self.escalator.listeners.append(self.opcua_server)
+            self._escalator_task = self.supervisor.start(self.escalator)
         if self.actions is not None:
             self._actions_task = self.supervisor.start(self.actions)
         self._alerts_task = self.supervisor.start(self.alerts)
@@ -296,6 +307,9 @@ class Pipeline:
         if self._uplink_task is not None:
             self._uplink_task.cancel()
             await asyncio.gather(self._uplink_task, return_exceptions=True)
+        if self._escalator_task is not None:
+            self._escalator_task.cancel()
+            await asyncio.gather(self._escalator_task, return_exceptions=True)
         if self.opcua_server is not None:
             await self.opcua_server.stop()
         if self.store:
@@ -325,9 +339,10 @@ class Pipeline:
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
             "uplink": {self.uplink.cfg.name: self.uplink.status()} if self.uplink else {},
+            "escalation": self.escalator.status() if self.escalator else {},
             "forwarding": self.forwarding.status(
                 self.uplink.sent_bytes if self.uplink else {},
-                {},
+                self.escalator.escalated_bytes if self.escalator else {},
                 self.uplink.skipped_by_asset if self.uplink else {},
             ),
         }
