@@ -73,7 +73,9 @@ class EscalationConfig(StrictModel):
 class ForwardingConfig(StrictModel):
     """``ring_s``: seconds of raw samples kept per waveform channel for snapshots.
     ``settle_s``: how long after a window's pre-trigger horizon the uplink still waits for an
-    alert to reach the store before it decides the window's detail is not needed."""
+    alert to reach the store before it decides the window's detail is not needed. The uplink
+    sends bulk records in journal order, so while any asset is in summary mode every bulk record
+    (of full-mode assets too) reaches the server up to ``pre_trigger_s + settle_s`` late."""
 
     default: AssetForwarding = AssetForwarding()
     assets: dict[str, AssetForwarding] = Field(default_factory=dict)

@@ -26,6 +26,9 @@ class DetailSelector:
         self.cfg = cfg
         self.alerts: dict[str, list[int]] = {}  # asset -> raised machine alert times (ns)
         self._alert_seq = 0
+        summary = [a for a in (cfg.default, *cfg.assets.values()) if a.mode == "summary"]
+        #: longest a record is held for its decision (seconds; the uplink's age allowance)
+        self.hold_s = max((a.pre_trigger_s + cfg.settle_s for a in summary), default=0.0)
 
     def _refresh(self, journal: Journal) -> None:
         while True:

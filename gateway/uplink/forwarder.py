@@ -53,6 +53,9 @@ SKIP = ""
 
 
 class BulkSelector(Protocol):
+    #: longest a record may be held for its decision (seconds)
+    hold_s: float
+
     def decide(
         self, journal: Journal, rows: list[Row], now_ns: int
     ) -> tuple[list[Row], list[bool], int | None]:
@@ -343,7 +346,9 @@ class InfluxForwarder:
         self.changed.set()
 
     def _ok(self) -> None:
-        self._set_state("degraded" if self.oldest_age_s > self.cfg.degraded_after_s else "up")
+        # records the selector holds on purpose are older by up to its hold time
+        limit = self.cfg.degraded_after_s + (self.selector.hold_s if self.selector else 0.0)
+        self._set_state("degraded" if self.oldest_age_s > limit else "up")
 
     async def _refresh_backlog(self, force: bool) -> None:
         now = self.clock.monotonic()
