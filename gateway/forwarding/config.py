@@ -1,6 +1,7 @@
 """Configuration schema of bandwidth-aware forwarding (``[forwarding]``).
 
-Per asset (``[forwarding.assets.<asset>]``, else ``[forwarding.default]``):
+Per asset (``[forwarding.assets.<asset>]``: the keys it sets override ``[forwarding.default]``,
+``snapshot`` key by key; an asset not listed uses the default):
 
 - ``mode = "full"`` forwards every window's features and scores (the default);
   ``mode = "summary"`` forwards, per channel, min/mean/max/last of every feature over
@@ -16,7 +17,7 @@ Per asset (``[forwarding.assets.<asset>]``, else ``[forwarding.default]``):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 
@@ -82,6 +83,26 @@ class ForwardingConfig(StrictModel):
     ring_s: float = Field(10.0, gt=0, le=600)
     settle_s: float = Field(5.0, ge=0, le=3600)
     escalation: EscalationConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """Each asset's table starts from the default's keys."""
+        if not isinstance(data, dict):
+            return data
+        base, assets = data.get("default", {}), data.get("assets")
+        if not isinstance(base, dict) or not isinstance(assets, dict):
+            return data
+        merged: dict[str, Any] = {}
+        for name, a in assets.items():
+            if not isinstance(a, dict):
+                merged[name] = a
+                continue
+            m = {**base, **a}
+            if isinstance(base.get("snapshot"), dict) and isinstance(a.get("snapshot"), dict):
+                m["snapshot"] = {**base["snapshot"], **a["snapshot"]}
+            merged[name] = m
+        return {**data, "assets": merged}
 
     def for_asset(self, asset: str) -> AssetForwarding:
         return self.assets.get(asset, self.default)

@@ -68,6 +68,22 @@ snapshot = { enabled = true, length_s = 5.0 }
     assert "forwarding.ring_s" in errs["forwarding.assets.m1.snapshot.length_s"]
 
 
+def test_asset_tables_override_the_default_key_by_key(tmp_path: Path) -> None:
+    text = """
+[forwarding.default]
+mode = "summary"
+summary_interval_s = 30
+snapshot = { enabled = true, length_s = 1.0, dtype = "float32" }
+[forwarding.assets.m1]
+pre_trigger_s = 5
+snapshot = { length_s = 2.0 }
+"""
+    cfg = parse_config(plant_toml(1502, tmp_path, units=1, extra=text), base_dir=tmp_path)
+    a = cfg.forwarding.for_asset("m1")
+    assert (a.mode, a.summary_interval_s, a.pre_trigger_s) == ("summary", 30.0, 5.0)
+    assert (a.snapshot.enabled, a.snapshot.length_s, a.snapshot.dtype) == (True, 2.0, "float32")
+
+
 def test_escalation_needs_https(tmp_path: Path) -> None:
     errs = errors_of('[forwarding.escalation]\nurl = "http://127.0.0.1:1/x"\n', tmp_path)
     assert "https" in errs["forwarding.escalation.url"]

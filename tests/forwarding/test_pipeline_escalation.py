@@ -55,12 +55,7 @@ pre_trigger_s = 0.5
 post_trigger_s = 0.5
 snapshot = {{ enabled = true, length_s = 0.5 }}
 [forwarding.assets.m2]
-mode = "summary"
-summary_interval_s = 1.0
-pre_trigger_s = 0.5
-post_trigger_s = 0.5
-snapshot = {{ enabled = true, length_s = 0.5 }}
-escalate = true
+escalate = true  # the rest as the default
 [forwarding.escalation]
 url = "{endpoint.url}"
 token = "${{PDM_TEST_TOKEN}}"

@@ -37,7 +37,7 @@ def hub(dtype: str) -> ForwardingHub:
                     "min_interval_s": 10.0,
                 }
             },
-            "assets": {"m2": {}},  # snapshots off
+            "assets": {"m2": {"snapshot": {"enabled": False}}},  # the rest inherited
         }
     )
     return ForwardingHub(cfg, {"m1": ["m1_vib", "m1_temp"], "m2": ["m2_vib"]}, {"m1_vib", "m2_vib"})
