@@ -3,6 +3,11 @@
     collectors --samples--> dsp --frames--> inference --scored--> alerts --records--> store
     writer --> journal (SQLite)
     journal --> uplink forwarder (InfluxDB), when ``[uplink.influxdb]`` is configured
+    journal --> escalation (snapshots to HTTPS), when ``[forwarding.escalation]`` is configured
+
+``[forwarding]`` (``gateway.forwarding``): the ``samples`` queue is tapped (bytes collected, raw
+rings for snapshots), the store writer journals summaries and snapshots derived from each batch,
+and the uplink sends bulk records by each asset's policy.
 
 Without models (``models.assets`` empty) DSP writes straight to ``scored``. The alert stage also
 updates the OPC UA server when it is enabled, and hands raised/cleared alerts to the action

@@ -5,6 +5,8 @@ Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max``
 journal's thread (fsync never blocks the event loop). On close it writes everything still queued,
 then returns. A batch that fails to write (a full disk, an I/O error) is kept and retried every
 ``RETRY_S`` seconds; the failure and the recovery are logged once each, never dropped.
+With a ``deriver``, the rows it derives from each batch (and from ``flush`` at close) are
+journaled with the batch.
 """
 
 from __future__ import annotations
