@@ -76,6 +76,7 @@ def format_status(s: Mapping[str, Any]) -> str:
             f"oldest {float(u.get('oldest_age_s', 0.0)):.0f} s"
         )
     out += _forwarding_lines(_d(s.get("forwarding")))
+    out += _escalation_line(_d(s.get("escalation")))
     for asset, m in sorted(_d(_d(s.get("inference")).get("models")).items()):
         active = _d(_d(m).get("active"))
         shadow = _d(_d(m).get("shadow"))
@@ -108,6 +109,15 @@ def _forwarding_lines(fwd: Mapping[str, Any]) -> list[str]:
         mode = f" [{v['mode']}]" if "mode" in v else ""
         out.append(f"  {name:<16} {col} / {fw} / {int(v.get('escalated_bytes', 0))}{mode}{ratio}")
     return out
+
+
+def _escalation_line(esc: Mapping[str, Any]) -> list[str]:
+    if not esc:
+        return []
+    return [
+        f"escalation: {esc.get('state', '?')}, {esc.get('sent', 0)} snapshot(s) sent, "
+        f"{esc.get('verdicts', 0)} verdict(s), {esc.get('retries', 0)} retries"
+    ]
 
 
 def main_status(config: Path | None, url: str | None, as_json: bool) -> int:

@@ -16,6 +16,7 @@ from asyncua import Client
 from gateway.config import parse_config
 from gateway.demo import free_port
 from gateway.runtime.pipeline import Pipeline
+from gateway.status_cli import format_status
 from gateway.store.journal import Journal
 from tests.conftest import Sim, plant_toml
 from tests.forwarding.test_escalation import Endpoint
@@ -140,3 +141,9 @@ async def test_alert_detail_snapshot_and_verdict_through_the_whole_gateway(
     )
     assert fwd["assets"]["m2"]["escalated_bytes"] == escalated
     assert fwd["assets"]["m1"]["escalated_bytes"] == 0
+    text = format_status(st)
+    e = st["escalation"]
+    assert isinstance(e, dict)
+    assert e["sent"] == e["verdicts"] >= 1
+    assert f"escalation: up, {e['sent']} snapshot(s) sent, {e['verdicts']} verdict(s)" in text
+    assert f" / {escalated} [summary]" in text
