@@ -75,6 +75,8 @@ def format_status(s: Mapping[str, Any]) -> str:
             f"uplink {name}: {u.get('state', '?')}, backlog {u.get('backlog', 0)} record(s), "
             f"oldest {float(u.get('oldest_age_s', 0.0)):.0f} s"
         )
+    out += _forwarding_lines(_d(s.get("forwarding")))
+    out += _escalation_line(_d(s.get("escalation")))
     for asset, m in sorted(_d(_d(s.get("inference")).get("models")).items()):
         active = _d(_d(m).get("active"))
         shadow = _d(_d(m).get("shadow"))
@@ -92,6 +94,30 @@ def format_status(s: Mapping[str, Any]) -> str:
         f"max {float(lag.get('max_s', 0)) * 1e3:.1f} ms"
     )
     return "\n".join(out)
+
+
+def _forwarding_lines(fwd: Mapping[str, Any]) -> list[str]:
+    """Bytes collected, forwarded and escalated, per asset and in total (and the ratio)."""
+    assets = _d(fwd.get("assets"))
+    if not assets:
+        return []
+    out = ["forwarding (bytes collected / forwarded / escalated):"]
+    rows = [(a, _d(v)) for a, v in sorted(assets.items())] + [("total", _d(fwd.get("total")))]
+    for name, v in rows:
+        col, fw = int(v.get("collected_bytes", 0)), int(v.get("forwarded_bytes", 0))
+        ratio = f", {col / fw:.0f}x fewer sent" if fw else ""
+        mode = f" [{v['mode']}]" if "mode" in v else ""
+        out.append(f"  {name:<16} {col} / {fw} / {int(v.get('escalated_bytes', 0))}{mode}{ratio}")
+    return out
+
+
+def _escalation_line(esc: Mapping[str, Any]) -> list[str]:
+    if not esc:
+        return []
+    return [
+        f"escalation: {esc.get('state', '?')}, {esc.get('sent', 0)} snapshot(s) sent, "
+        f"{esc.get('verdicts', 0)} verdict(s), {esc.get('retries', 0)} retries"
+    ]
 
 
 def main_status(config: Path | None, url: str | None, as_json: bool) -> int:

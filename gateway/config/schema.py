@@ -14,6 +14,7 @@ from gateway.collectors.opcua.config import OpcUaDevice, check_opcua_device
 from gateway.config.plant import Asset, Channel
 from gateway.core.configbase import StrictModel
 from gateway.dsp.config import DspConfig
+from gateway.forwarding.config import ForwardingConfig, forwarding_errors
 from gateway.inference.config import ModelsConfig
 from gateway.opcua_server.config import OpcUaServerConfig
 from gateway.runtime.config import RuntimeConfig
@@ -49,6 +50,7 @@ class GatewayConfig(StrictModel):
     alerts: AlertsConfig = AlertsConfig()
     store: StoreConfig = StoreConfig()
     uplink: UplinkConfig = UplinkConfig()
+    forwarding: ForwardingConfig = ForwardingConfig()
     opcua_server: OpcUaServerConfig = OpcUaServerConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
@@ -194,4 +196,5 @@ def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
     for asset in cfg.models.assets:
         if asset not in cfg.assets:
             errors.append((f"models.assets.{asset}", f"unknown asset {asset!r}"))
+    errors += forwarding_errors(cfg.forwarding, set(cfg.assets))
     return errors

@@ -11,6 +11,8 @@ Address space (namespace ``namespace_uri``, string node ids ``Assets.<asset>.<pa
                           /ActiveAlerts          Int32 count; ActiveAlertIds String[]
                           /ModelVersion          String "<model id> <version>"
                           /LastUpdate            DateTime of the latest frame or score
+                          /LastVerdict           String, the escalation endpoint's latest
+                                                 verdict on a snapshot ("" until one)
                           /Channels/<ch>/Status  String NoData | Good | Uncertain | Bad | Stale
                                                  | SourceDown (always readable: status Good)
                           /Features/<ch>/<name>  Double, AnalogItemType (EURange, EngineeringUnits)
@@ -250,6 +252,7 @@ class GatewayOpcUaServer:
             self._var(items, a_id, base, "ActiveAlertIds", ua.Variant([], ua.VariantType.String))
             model = self._var(items, a_id, base, "ModelVersion", ua.Variant("", str_arg))
             self._var(items, a_id, base, "LastUpdate", ua.Variant(now, ua.VariantType.DateTime))
+            self._var(items, a_id, base, "LastVerdict", ua.Variant("", str_arg))
             self._tracked[(a.name, "")] = _Tracked(a.name, "", [score, model])
             chans = self._nid(f"{base}.Channels")
             feats = self._nid(f"{base}.Features")
@@ -397,6 +400,17 @@ class GatewayOpcUaServer:
         await self._write_many(server, writes)
         for ev in events:
             await self._fire(ev)
+
+    async def publish_verdict(self, asset: str, verdict: str, ts_ns: int) -> None:
+        """Show an escalation verdict on the asset's ``LastVerdict`` tag (source time
+        ``ts_ns``: the snapshot's)."""
+        server = self.server
+        nid = self._ids.get(f"Assets.{asset}.LastVerdict")
+        if server is None or nid is None:
+            return
+        now = _ts(self.clock.now_ns())
+        dv = datavalue(ua.Variant(verdict, ua.VariantType.String), _GOOD, _ts(ts_ns), now)
+        await self._write_many(server, {nid: dv})
 
     def _alert_tags(
         self,

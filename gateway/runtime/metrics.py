@@ -4,7 +4,8 @@ Series (all prefixed ``pdm_``): per device its state, breaker, mean read latency
 errors by class, samples lost; per channel the framing gaps; per queue depth, capacity,
 accepted and dropped; event-loop lag; per stage restarts; the store's written, pending and
 write errors (plus backlog, oldest age and drops when the store reports them); uplink state;
-inference latency, active and shadow model versions, automatic model rollbacks; overall health.
+inference latency, active and shadow model versions, automatic model rollbacks; overall health;
+bytes collected, forwarded and escalated per asset (``pdm_bytes_*_total{asset}``).
 Built from whatever ``Pipeline.status()`` returns at scrape time: no state of its own.
 """
 
@@ -57,6 +58,7 @@ class StatusCollector(Collector):
         yield from _store(_d(s.get("store")))
         yield from _uplinks(_d(s.get("uplink")))
         yield from _inference(_d(s.get("inference")))
+        yield from _forwarding(_d(s.get("forwarding")))
         rollbacks = CounterMetricFamily(
             "pdm_model_rollbacks", "Automatic rollbacks of newly promoted models"
         )
@@ -206,6 +208,22 @@ def _inference(inf: Mapping[str, Any]) -> Iterator[Metric]:
                     [asset, str(spec.get("id", "")), str(spec.get("version", "")), role], 1.0
                 )
     yield from (lat, scored, models)
+
+
+BYTE_SERIES = (
+    ("collected", "Raw sample bytes read from devices"),
+    ("forwarded", "Line-protocol bytes the uplink delivered"),
+    ("escalated", "Snapshot bytes delivered to the escalation endpoint"),
+)
+
+
+def _forwarding(fwd: Mapping[str, Any]) -> Iterator[Metric]:
+    assets = _d(fwd.get("assets"))
+    for what, doc in BYTE_SERIES:
+        m = CounterMetricFamily(f"pdm_bytes_{what}", doc, labels=["asset"])
+        for asset, st in sorted(assets.items()):
+            m.add_metric([asset], _num(_d(st).get(f"{what}_bytes")))
+        yield m
 
 
 def render(status: StatusFn) -> bytes:

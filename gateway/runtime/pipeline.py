@@ -3,6 +3,11 @@
     collectors --samples--> dsp --frames--> inference --scored--> alerts --records--> store
     writer --> journal (SQLite)
     journal --> uplink forwarder (InfluxDB), when ``[uplink.influxdb]`` is configured
+    journal --> escalation (snapshots to HTTPS), when ``[forwarding.escalation]`` is configured
+
+``[forwarding]`` (``gateway.forwarding``): the ``samples`` queue is tapped (bytes collected, raw
+rings for snapshots), the store writer journals summaries and snapshots derived from each batch,
+and the uplink sends bulk records by each asset's policy.
 
 Without models (``models.assets`` empty) DSP writes straight to ``scored``. The alert stage also
 updates the OPC UA server when it is enabled, and hands raised/cleared alerts to the action
@@ -37,6 +42,9 @@ from gateway.core.records import (
     Score,
 )
 from gateway.dsp.stage import DspStage
+from gateway.forwarding.escalation import Escalator
+from gateway.forwarding.hub import ForwardingHub
+from gateway.forwarding.ring import TappedQueue
 from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.stage import InferenceStage, load_models
 from gateway.opcua_server.layout import layout_from_config
@@ -86,8 +94,14 @@ class Pipeline:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         q = cfg.runtime.queues
-        self.samples: BoundedQueue[SampleBlock | Reading] = BoundedQueue(
-            "samples", q.samples.size, q.samples.when_full
+        #: forwarding policy: raw tap on ``samples``, summaries/snapshots, byte accounting
+        self.forwarding = ForwardingHub(
+            cfg.forwarding,
+            {a: list(asset.channels) for a, asset in cfg.assets.items()},
+            {ch for ch, c in cfg.channels.items() if c.is_waveform},
+        )
+        self.samples: BoundedQueue[SampleBlock | Reading] = TappedQueue(
+            "samples", q.samples.size, q.samples.when_full, self.forwarding.tap
         )
         self.records: BoundedQueue[Record] = BoundedQueue(
             "records", q.records.size, q.records.when_full
@@ -172,6 +186,8 @@ class Pipeline:
         self.store: StoreWriter | None = None
         self.uplink: InfluxForwarder | None = None
         self._uplink_task: asyncio.Task[None] | None = None
+        self.escalator: Escalator | None = None
+        self._escalator_task: asyncio.Task[None] | None = None
         self._collector_tasks: list[asyncio.Task[None]] = []
         self._dsp_task: asyncio.Task[None] | None = None
         self._inference_task: asyncio.Task[None] | None = None
@@ -196,14 +212,24 @@ class Pipeline:
             self.cfg.store.bounds(),
             sinks=[influx.name] if influx else [],
         )
+        escalation = self.cfg.forwarding.escalation
+        if escalation is not None:  # its own cursor: the bounds wait for it like for the uplink
+            self.journal.sinks = (*self.journal.sinks, escalation.name)
         access = JournalAccess(self.journal)
         if self.opcua_server is not None:
             await self.opcua_server.start()
         self.store = StoreWriter(self.cfg.store, access, self.records, self.clock)
+        self.store.deriver = self.forwarding
         self._store_task = self.supervisor.start(self.store)
         if influx is not None:
             self.uplink = InfluxForwarder(influx, access, self.clock)
+            self.uplink.selector = self.forwarding.selector
             self._uplink_task = self.supervisor.start(self.uplink)
+        if escalation is not None:
+            self.escalator = Escalator(escalation, self.cfg.forwarding, access, self.clock)
+            if self.opcua_server is not None:
+                self.escalator.listeners.append(self.opcua_server)
+            self._escalator_task = self.supervisor.start(self.escalator)
         if self.actions is not None:
             self._actions_task = self.supervisor.start(self.actions)
         self._alerts_task = self.supervisor.start(self.alerts)
@@ -281,6 +307,9 @@ class Pipeline:
         if self._uplink_task is not None:
             self._uplink_task.cancel()
             await asyncio.gather(self._uplink_task, return_exceptions=True)
+        if self._escalator_task is not None:
+            self._escalator_task.cancel()
+            await asyncio.gather(self._escalator_task, return_exceptions=True)
         if self.opcua_server is not None:
             await self.opcua_server.stop()
         if self.store:
@@ -310,6 +339,12 @@ class Pipeline:
             "loop_lag": self.loop_lag.status(),
             "store": self.store.status() if self.store else {},
             "uplink": {self.uplink.cfg.name: self.uplink.status()} if self.uplink else {},
+            "escalation": self.escalator.status() if self.escalator else {},
+            "forwarding": self.forwarding.status(
+                self.uplink.sent_bytes if self.uplink else {},
+                self.escalator.escalated_bytes if self.escalator else {},
+                self.uplink.skipped_by_asset if self.uplink else {},
+            ),
         }
         now = self.clock.monotonic()
         if self._baseline is None or now - self._baseline[0] >= HEALTH_WINDOW_S:

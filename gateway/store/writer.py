@@ -5,6 +5,8 @@ Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max``
 journal's thread (fsync never blocks the event loop). On close it writes everything still queued,
 then returns. A batch that fails to write (a full disk, an I/O error) is kept and retried every
 ``RETRY_S`` seconds; the failure and the recovery are logged once each, never dropped.
+With a ``deriver``, the rows it derives from each batch (and from ``flush`` at close) are
+journaled with the batch.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ class RecordSource(Protocol):
     async def get_many(self, limit: int) -> Sequence[StoreRecord]: ...
 
 
+class Deriver(Protocol):
+    """Derives extra rows from the records of each batch (summaries, snapshots)."""
+
+    async def derive(self, records: Sequence[StoreRecord]) -> list[Row]: ...
+
+    def flush(self) -> list[Row]: ...
+
+
 class StoreWriter:
     name = "store"
 
@@ -52,6 +62,8 @@ class StoreWriter:
         self.write_errors = 0
         self._failing = False
         self.flushed = asyncio.Event()  # set after every commit (waiters clear it)
+        #: when set, rows it derives from each batch are journaled with it
+        self.deriver: Deriver | None = None
 
     @property
     def pending(self) -> int:
@@ -93,9 +105,13 @@ class StoreWriter:
                 if not self._pending:
                     first_at = loop.time()
                 self._pending += [record_row(r) for r in items]
+                if self.deriver is not None:
+                    self._pending += await self.deriver.derive(items)
             except TimeoutError:
                 pass
             except QueueClosed:
+                if self.deriver is not None:
+                    self._pending += self.deriver.flush()
                 await self.flush()
                 return
             if self._pending and (

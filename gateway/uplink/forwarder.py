@@ -15,6 +15,11 @@ Errors: ``SinkDown`` keeps the batch and retries after an exponential backoff wi
 ``SinkRejected`` bisects the batch until the offending records are alone, copies those to the
 journal's dead-letter table, counts them and acknowledges past them (the queue never blocks).
 
+Selection: with a ``selector`` (the forwarding policy), bulk records it does not select are
+acknowledged unsent (counted in ``skipped``), and a record whose decision must wait holds the
+bulk lane (unacknowledged) until its time comes. ``sent_bytes`` counts line-protocol bytes the
+server accepted, per asset.
+
 State: ``down`` (the last attempt failed), ``degraded`` (writing, but the oldest unsent record is
 older than ``degraded_after_s``: catching up), ``up``. Each change is logged once with the
 backlog; ``status()`` has the state, the backlog (records, age of the oldest) and the counters.
@@ -27,10 +32,11 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from gateway.core.clock import Clock
 from gateway.store.access import JournalAccess
-from gateway.store.journal import Row
+from gateway.store.journal import Journal, Row
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrottled
 from gateway.uplink.lineproto import to_line
@@ -40,6 +46,21 @@ BACKLOG_REFRESH_S = 1.0
 Batch = tuple[
     list[Row], list[str | None]
 ]  # the backlog count scans the journal: at most this often
+
+
+#: line placeholder of a record the selector skips (acknowledged, not sent)
+SKIP = ""
+
+
+class BulkSelector(Protocol):
+    #: longest a record may be held for its decision (seconds)
+    hold_s: float
+
+    def decide(
+        self, journal: Journal, rows: list[Row], now_ns: int
+    ) -> tuple[list[Row], list[bool], int | None]:
+        """``(rows decided, send each?, wall time in ns the next row can be decided at)``."""
+        ...
 
 
 class InfluxForwarder:
@@ -73,6 +94,11 @@ class InfluxForwarder:
         self._last_lane = "bulk"
         self._bulk_cursor = 0
         self._prefetch: tuple[int, asyncio.Future[Batch]] | None = None
+        self.selector: BulkSelector | None = None
+        self.skipped = 0  # bulk records the selector did not select
+        self.sent_bytes: dict[str, int] = {}  # line-protocol bytes accepted, per asset
+        self.skipped_by_asset: dict[str, int] = {}
+        self._decide_at: int | None = None
 
     def status(self) -> dict[str, object]:
         return {
@@ -82,6 +108,7 @@ class InfluxForwarder:
             "sent": self.sent,
             "rejected": self.rejected,
             "unencodable": self.unencodable,
+            "skipped": self.skipped,
             "retries": self.retries,
             "throttled": self.throttled,
             "last_error": self.last_error,
@@ -122,8 +149,16 @@ class InfluxForwarder:
         """Read a batch and encode it (on the journal's thread); ``None`` for an unencodable
         record."""
         rows = self.access.journal.read(self.cfg.name, self.cfg.batch_size, lane, after)
+        keep: list[bool] | None = None
+        if lane == "bulk" and self.selector is not None:
+            rows, keep, self._decide_at = self.selector.decide(
+                self.access.journal, rows, self.clock.now_ns()
+            )
         lines: list[str | None] = []
-        for r in rows:
+        for i, r in enumerate(rows):
+            if keep is not None and not keep[i]:
+                lines.append(SKIP)
+                continue
             try:
                 lines.append(to_line(r))
             except ValueError:
@@ -155,6 +190,22 @@ class InfluxForwarder:
             self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
             bulk, lines = await self._bulk_batch()
             now = self.clock.monotonic()
+            held = self._decide_at
+            if held is not None:  # a record's decision waits: what is decided goes as a
+                # partial batch; decisions come due at least a flush interval apart
+                if bulk:
+                    if self._partial_since is None:
+                        self._partial_since = now
+                    hold = self._partial_since + self.cfg.flush_interval_s - now
+                    if hold <= 0:
+                        self._partial_since = None
+                        return bulk, lines, "bulk"
+                else:
+                    due = (held - self.clock.now_ns()) / 1e9
+                    hold = max(due, self.cfg.flush_interval_s)
+                await self._refresh_backlog(force=False)
+                await self._wait_appended(hold)
+                continue
             if len(bulk) >= self.cfg.batch_size:
                 self._partial_since = None
                 # catching up: read and encode the next batch while this one is sent
@@ -210,9 +261,15 @@ class InfluxForwarder:
     # -- delivery ----------------------------------------------------------------------------
 
     async def _deliver(self, rows: list[Row], encoded: list[str | None], lane: str) -> None:
-        sendable = [r for r, line in zip(rows, encoded, strict=True) if line is not None]
-        lines = [line for line in encoded if line is not None]
-        self.unencodable += len(rows) - len(sendable)
+        sendable = [r for r, line in zip(rows, encoded, strict=True) if line]
+        lines = [line for line in encoded if line]
+        skipped = 0
+        for r, line in zip(rows, encoded, strict=True):
+            if line == SKIP:
+                skipped += 1
+                self.skipped_by_asset[r.asset] = self.skipped_by_asset.get(r.asset, 0) + 1
+        self.skipped += skipped
+        self.unencodable += len(rows) - len(sendable) - skipped
         if sendable:
             await self._send(sendable, lines, lane)
         await self.access.call(self.access.journal.ack, self.cfg.name, rows[-1].seq, lane)
@@ -259,8 +316,9 @@ class InfluxForwarder:
                 return
             self._attempt = 0
             self.sent += len(rows)
-            for r in rows:
+            for r, line in zip(rows, lines, strict=True):
                 self.sent_by_kind[r.kind] = self.sent_by_kind.get(r.kind, 0) + 1
+                self.sent_bytes[r.asset] = self.sent_bytes.get(r.asset, 0) + len(line) + 1
             self._ok()
             return
 
@@ -288,7 +346,9 @@ class InfluxForwarder:
         self.changed.set()
 
     def _ok(self) -> None:
-        self._set_state("degraded" if self.oldest_age_s > self.cfg.degraded_after_s else "up")
+        # records the selector holds on purpose are older by up to its hold time
+        limit = self.cfg.degraded_after_s + (self.selector.hold_s if self.selector else 0.0)
+        self._set_state("degraded" if self.oldest_age_s > limit else "up")
 
     async def _refresh_backlog(self, force: bool) -> None:
         now = self.clock.monotonic()

@@ -7,6 +7,12 @@ record twice writes the same point twice and the server keeps one (an idempotent
   ``quality`` (0 good, 1 uncertain, 2 bad), in the record's order; time = window start.
 - ``score``: tags asset, channel, model_version, model_id (and ``shadow=true`` for shadow
   scores); fields ``score`` and ``threshold``.
+- ``summary``: tags asset, channel; fields ``<feature>_<min|mean|max|last>`` and ``frames``
+  (int); time = the interval's start.
+- ``snapshot`` (raw samples): never encoded (``ValueError``): raw data does not go to a
+  time-series server.
+- ``verdict`` (an escalation endpoint's answer): tags asset, model_version, alert_id,
+  snapshot_id; fields ``verdict`` (string) and ``confidence``.
 - ``alert`` / ``sensor``: tags asset, channel, model_version, rule, alert_id, state; fields
   ``severity`` (int), ``state_code`` (1 raised, 2 acknowledged, 3 cleared), ``message``.
 Empty tag values are left out (line protocol has no empty tags).
@@ -99,6 +105,26 @@ def to_line(r: Row) -> str:
             f = _num(pl.get(k))
             if f is not None:
                 fields[k] = f
+    elif r.kind == "summary":
+        feats = pl.get("features")
+        for name, stats in (feats if isinstance(feats, dict) else {}).items():
+            if isinstance(stats, dict):
+                for stat, v in stats.items():
+                    f = _num(v)
+                    if f is not None:
+                        fields[f"{name}_{stat}"] = f
+        n = pl.get("frames")
+        fields["frames"] = int(n) if isinstance(n, int) else 0
+    elif r.kind == "verdict":
+        tags.update(
+            alert_id=str(pl.get("alert_id", "")), snapshot_id=str(pl.get("snapshot_id", ""))
+        )
+        fields["verdict"] = str(pl.get("verdict", ""))
+        conf = _num(pl.get("confidence"))
+        if conf is not None:
+            fields["confidence"] = conf
+    elif r.kind == "snapshot":
+        raise ValueError(f"record {r.seq}: snapshots are not sent to time-series servers")
     elif r.kind in ("alert", "sensor"):
         state = str(pl.get("state", ""))
         tags.update(rule=str(pl.get("rule", "")), alert_id=str(pl.get("alert_id", "")), state=state)
