@@ -152,7 +152,8 @@ class Pki:
         certificate is re-created (with a warning: peers must trust the new one) when it names
         another application URI or expires within ``RENEW_BEFORE``. The key file is mode 0600.
         """
-        self.own_cert.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.own_cert.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.own_key.is_file():
             key = serialization.load_pem_private_key(self.own_key.read_bytes(), password=None)
             if not isinstance(key, rsa.RSAPrivateKey):

@@ -100,7 +100,7 @@ class Registry:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.root / ".lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
@@ -335,5 +335,5 @@ class Registry:
         return data if isinstance(data, dict) else {}
 
     def write_stats(self, stats: dict[str, object]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_json_atomic(self.root / STATS, stats, durable=False)  # rewritten while running
