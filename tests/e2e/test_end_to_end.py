@@ -1,12 +1,13 @@
 """End to end: simulated machines (healthy ones and one per fault type, in accelerated machine
-time) -> Modbus -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and the journal
--> the InfluxDB forwarder -> a real VictoriaMetrics, with an uplink cut and a device outage during
-the run.
+time) -> Modbus and OPC UA -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and
+the journal -> the InfluxDB forwarder -> a real VictoriaMetrics, with an uplink cut, a Modbus
+device outage and an OPC UA server restart during the run.
 
 Asserted: every faulty machine alerts before its simulated failure (lead time reported in machine
 days), healthy machines stay within the false-alarm budget (reported per machine-day), health
-reports each episode and recovers by itself, and every record the gateway journaled arrives
-upstream once per key.
+reports each episode and recovers by itself, the OPC UA waveform path loses no sample in normal
+operation and flows again after the server restart, and every record the gateway journaled
+arrives upstream once per key.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asyncua import Client
 
+from gateway.collectors.opcua.collector import OpcUaCollector
+from gateway.config.schema import GatewayConfig, cross_check
 from gateway.demo import free_port
 from gateway.demo.plant import FS, TRAINING_FS, DemoMachine, demo_config, models_dir
 from gateway.runtime.pipeline import Pipeline
 from gateway.store.journal import Journal
 from gateway.uplink.config import InfluxUplinkConfig, UplinkConfig
-from simulators.machine import Machine, MachineSpec
+from simulators.machine import Machine, MachineSnapshot, MachineSpec
 from simulators.modbus_server import MachineModbusServer
-from simulators.plant import Plant
+from simulators.opcua_server import MachineOpcUaServer
+from simulators.plant import Plant, Publisher
 from simulators.scenario import DAY_S, load_scenario
 from tests.uplink.faultproxy import FaultProxy
 from tests.uplink.victoria import victoria_metrics
@@ -47,6 +52,64 @@ PLANT = [
     ("pumpMS", "motor-pump", "misalignment"),
     ("fanIM", "fan", "imbalance"),
 ]
+#: machines served over OPC UA (after the Modbus ones in the plant)
+OPCUA_PLANT = [
+    ("pumpOA", "motor-pump", None),
+    ("pumpOX", "motor-pump", "outer-race"),
+]
+NS = "urn:pdm-gateway:simulator"
+OPCUA_DEVICE = "opcsim"
+
+
+class Served:
+    """Hands a server the plant's machines ``first``..``first + count - 1``, renumbered from 0
+    (each protocol server serves its own part of the plant)."""
+
+    def __init__(self, server: Publisher, first: int, count: int) -> None:
+        self.server, self.first, self.count = server, first, count
+
+    async def publish(self, index: int, machine: Machine, snap: MachineSnapshot) -> None:
+        if self.first <= index < self.first + self.count:
+            await self.server.publish(index - self.first, machine, snap)
+
+
+def with_opcua(cfg: GatewayConfig, assets: list[str], endpoint: str) -> GatewayConfig:
+    """``cfg`` with the Modbus devices of ``assets`` replaced by one OPC UA device reading them
+    from the simulator at ``endpoint``: each waveform subscribed with every change queued (12.8
+    kHz in blocks of one plant tick), the temperature by browse path."""
+    raw = cfg.model_dump(mode="json", exclude_unset=True)
+    for a in assets:
+        del raw["devices"]["modbus"][a]
+    nodes: list[dict[str, object]] = []
+    for a in assets:
+        nodes += [
+            {
+                "channel": f"{a}_vib",
+                "namespace_uri": NS,
+                "kind": "waveform",
+                "node_id": f"s={a}.vib0.Waveform",
+                "sequence_node_id": f"s={a}.vib0.FirstIndex",
+                "sampling_interval_ms": 0,
+            },
+            {
+                "channel": f"{a}_temp",
+                "namespace_uri": NS,
+                "browse_path": ["Machines", a, "Temperature"],
+            },
+        ]
+    raw["devices"]["opcua"] = {
+        OPCUA_DEVICE: {
+            "endpoint": endpoint,
+            "publishing_interval_ms": 50,
+            "waveform_queue_size": 256,
+            "keepalive_s": 1.0,
+            "reconnect": {"initial_s": 0.1, "max_s": 1.0},
+            "nodes": nodes,
+        }
+    }
+    out = GatewayConfig.model_validate(raw)
+    assert cross_check(out) == []
+    return out
 
 
 def machines() -> tuple[list[DemoMachine], list[Machine]]:
@@ -60,7 +123,7 @@ def machines() -> tuple[list[DemoMachine], list[Machine]]:
     )
     demo: list[DemoMachine] = []
     sims: list[Machine] = []
-    for i, (asset, cls, scenario) in enumerate(PLANT):
+    for i, (asset, cls, scenario) in enumerate(PLANT + OPCUA_PLANT):
         faults = load_scenario(scenario).faults if scenario else []
         fault = faults[0].to_fault() if faults else None
         shaft = 24.75 if cls == "motor-pump" else 16.5
@@ -77,15 +140,19 @@ def machines() -> tuple[list[DemoMachine], list[Machine]]:
 
 async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path: Path) -> None:
     demo, sims = machines()
+    n_mb = len(PLANT)
     port, opc_port = free_port(), free_port()
-    server = MachineModbusServer(sims, port=port)
+    server = MachineModbusServer(sims[:n_mb], port=port)
     await server.start()
+    ua_sim = MachineOpcUaServer(sims[n_mb:], port=free_port(), namespace_uri=NS)
+    await ua_sim.start()
     plant = Plant(sims)
-    plant.publishers.append(server)
+    plant.publishers += [Served(server, 0, n_mb), Served(ua_sim, n_mb, len(OPCUA_PLANT))]
     async with victoria_metrics(tmp_path / "vm") as vm:
         proxy = FaultProxy(vm.url)
         await proxy.start()
         cfg = demo_config(demo, port, tmp_path / "state", models_dir(), opcua_port=opc_port)
+        cfg = with_opcua(cfg, [m.asset for m in demo[n_mb:]], ua_sim.endpoint)
         uplink = InfluxUplinkConfig.model_validate(
             {
                 "url": proxy.url,
@@ -100,7 +167,9 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
         pipe = Pipeline(cfg)
         await pipe.start()
         assert pipe.uplink is not None
-        episodes: dict[str, set[str]] = {"uplink": set(), "device": set()}
+        episodes: dict[str, set[str]] = {"uplink": set(), "device": set(), "opcua": set()}
+        (opc,) = [c for c in pipe.collectors if isinstance(c, OpcUaCollector)]
+        modbus = [c for c in pipe.collectors if not isinstance(c, OpcUaCollector)]
 
         def health() -> dict[str, object]:
             h = pipe.status()["health"]
@@ -115,21 +184,50 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
                     await pipe.store.flushed.wait()
                     pipe.store.flushed.clear()
 
+        async def watch_opcua() -> None:
+            """Health as seen at each state change of the OPC UA collector."""
+            while True:
+                await opc.changed.wait()
+                opc.changed.clear()
+                h = health()
+                if any(OPCUA_DEVICE in r for r in h["reasons"]):  # type: ignore[attr-defined]
+                    episodes["opcua"].add(str(h["state"]))
+
         t0_ns = time.time_ns()
+        # the OPC UA simulator stamps sample 0 at its origin: the plant's start
+        ua_sim.origin = datetime.fromtimestamp(t0_ns / 1e9, UTC)
         plant.start()
+        watcher = asyncio.create_task(watch_opcua())
         try:
+            async with asyncio.timeout(30):
+                await opc.wait_state("connected")
             # the uplink is cut for a while: health says so, then recovers
             await asyncio.sleep(4)  # let data flow first (the scenario's timeline, not a wait)
+            # normal operation so far: the OPC UA waveform path lost nothing
+            assert opc.counters.samples_lost == 0, opc.status()
+            assert opc.counters.missed_notifications == 0, opc.status()
+            assert opc.counters.blocks > 0
+            # the OPC UA server restarts before pumpOX's fault shows: the collector reconnects
+            # by itself, data flows again (the gap is counted as lost samples)
+            restart_ns = time.time_ns()
+            await ua_sim.restart()
+            restarted_ns = time.time_ns()
+            await until(lambda: opc.counters.reconnects >= 1 and opc.state == "connected")
+            outage = (restarted_ns - restart_ns) / 1e9, (time.time_ns() - restart_ns) / 1e9
+            blocks = opc.counters.blocks
+            await until(lambda: opc.counters.blocks > blocks + 10)
+            lost_in_restart = opc.counters.samples_lost
             proxy.mode = "cut"
             await until(lambda: any("uplink" in r for r in health()["reasons"]))  # type: ignore[attr-defined]
             episodes["uplink"].add(str(health()["state"]))
             await asyncio.sleep(4)
             proxy.mode = "pass"
             await until(lambda: pipe.uplink is not None and pipe.uplink.state == "up")
-            # every device stops answering for a while, then comes back
+            # every Modbus device stops answering for a while, then comes back (the OPC UA
+            # device keeps the gateway only degraded)
             server.inject("no_response")
-            await until(lambda: health()["state"] == "failing")
-            episodes["device"].add("failing")
+            await until(lambda: all(c.state == "unreachable" for c in modbus))
+            episodes["device"].add(str(health()["state"]))
             server.clear("no_response")
             await until(lambda: all(c.state == "connected" for c in pipe.collectors))
             # run through every simulated failure
@@ -138,11 +236,18 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             async with Client(f"opc.tcp://127.0.0.1:{opc_port}/") as client:
                 srv = pipe.opcua_server
                 assert srv is not None
-                node = client.get_node(srv.node_id("Assets.pumpOR.HealthState"))
-                assert await node.read_value() >= 3  # Warning or worse
+                for a in ("pumpOR", "pumpOX"):
+                    node = client.get_node(srv.node_id(f"Assets.{a}.HealthState"))
+                    assert await node.read_value() >= 3, a  # Warning or worse
         finally:
+            watcher.cancel()
             await plant.stop()
             await server.stop()
+            await ua_sim.stop()
+        opc_status = opc.status()
+        # after the restart, normal operation again: nothing more lost
+        assert opc_status["samples_lost"] == lost_in_restart, opc_status
+        assert opc_status["missed_notifications"] == 0, opc_status
         await asyncio.wait_for(pipe.uplink.drained(), 60)
         assert await pipe.stop()
         await proxy.stop()
@@ -168,6 +273,8 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             lead_days = (FAIL_AFTER_S - alert_wall) * sim.speed / DAY_S
             report.append(f"{m.asset} {m.description}: lead {lead_days:.1f} machine days")
             assert alert_wall < FAIL_AFTER_S, f"{m.asset} alerted after its failure"
+            (fault,) = sim.spec.faults
+            assert alert_wall > fault.onset_s / sim.speed, f"{m.asset} alerted before its fault"
         healthy = [(m, s) for m, s in zip(demo, sims, strict=True) if m.description == "healthy"]
         machine_days = sum(run_s * s.speed / DAY_S for _, s in healthy)
         false_alarms = sum(1 for r in raised if r.asset in {m.asset for m, _ in healthy})
@@ -177,7 +284,13 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             f"({false_alarms / machine_days:.3f} per machine-day)"
         )
         assert false_alarms <= FA_BUDGET_PER_MACHINE_DAY * machine_days
-        assert episodes == {"uplink": {"degraded"}, "device": {"failing"}}
+        assert episodes == {"uplink": {"degraded"}, "device": {"degraded"}, "opcua": {"degraded"}}
+        print(
+            f"OPC UA server restart: down {outage[0]:.1f} s, collector reconnected after "
+            f"{outage[1]:.1f} s, {lost_in_restart} samples lost over the outage "
+            f"({opc_status['missed_notifications']} missed notifications, "
+            f"{opc_status['blocks']} blocks)"
+        )
 
         bulk = [r for r in all_bulk if r.seq <= bulk_acked]
         assert len(bulk) > 0.9 * len(all_bulk)
@@ -190,6 +303,13 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             )
             got = [ts for k, v in rms.items() if dict(k)["channel"] == ch for ts in v]
             assert sorted(got) == sent, ch
+        # pumpOX's fault was detected on data read after the restart
+        assert any(r.asset == "pumpOX" and r.ts_ns > restarted_ns for r in raised)
+        for m in demo[n_mb:]:  # the OPC UA machines' data flowed again after the restart
+            ch = f"{m.asset}_vib"
+            assert any(
+                r.channel == ch and r.ts_ns > restarted_ns for r in bulk if r.kind == "feature"
+            )
         states = await vm.samples("alert_state_code")
         sent_alerts = sum(1 for r in prio if r.kind == "alert" and r.seq <= prio_acked)
         assert sum(len(v) for v in states.values()) == sent_alerts
