@@ -18,6 +18,7 @@ from gateway.core.records import FeatureFrame
 from gateway.dsp.features import SCHEMA_VERSION
 from gateway.inference.scorer import load_scorer
 from gateway.inference.stage import InferenceProcessor
+from tests.benchmarks.conftest import Bench
 from tests.benchmarks.timing import best_of
 from tests.unit.test_inference import FEATURES, healthy, make_model
 
@@ -42,14 +43,12 @@ def bare_loop(content: bytes, rows: np.ndarray) -> Callable[[], None]:
 
 
 @pytest.mark.parametrize("int8", [False, True])
-def test_bench_inference_vs_bare_invoke(tmp_path: Path, int8: bool) -> None:
+def test_bench_inference_vs_bare_invoke(tmp_path: Path, int8: bool, bench: Bench) -> None:
     d = make_model(tmp_path, int8=int8)
     scorer = load_scorer(d, threads=1, max_batch=64)
     rows = healthy(FRAMES, seed=3)
     frames = [
-        FeatureFrame(
-            "pump", "vib", i, i + 1, 0, SCHEMA_VERSION, tuple(FEATURES), ("g",) * 4, r
-        )
+        FeatureFrame("pump", "vib", i, i + 1, 0, SCHEMA_VERSION, tuple(FEATURES), ("g",) * 4, r)
         for i, r in enumerate(rows)
     ]
     proc = InferenceProcessor({"pump": scorer})
@@ -91,4 +90,27 @@ def test_bench_inference_vs_bare_invoke(tmp_path: Path, int8: bool) -> None:
         f"({t_s1 / t_bare:.2f}x); stage step with records batched {t_batched * us:.2f} us/frame "
         f"({t_batched / t_bare:.2f}x), unbatched {t_unbatched * us:.2f} us/frame "
         f"({t_unbatched / t_bare:.2f}x)"
+    )
+    base = "bare interpreter.invoke() loop"
+    bench.record(
+        f"{kind} scorer, batched",
+        t_sb * us,
+        "us/frame",
+        baseline=t_bare * us,
+        baseline_name=base,
+        goal="<= 1.2x",
+    )
+    bench.record(
+        f"{kind} stage step with records, batched",
+        t_batched * us,
+        "us/frame",
+        baseline=t_bare * us,
+        baseline_name=base,
+    )
+    bench.record(
+        f"{kind} stage step, one frame per call",
+        t_unbatched * us,
+        "us/frame",
+        baseline=t_bare * us,
+        baseline_name=base,
     )

@@ -32,6 +32,7 @@ from gateway.store.codec import frame_row, score_row
 from gateway.store.journal import Journal, Row, encode_rows
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.forwarder import InfluxForwarder
+from tests.benchmarks.conftest import Bench
 from tests.benchmarks.timing import best_of
 from tests.uplink.records import T0, score
 from tests.uplink.victoria import victoria_metrics
@@ -62,7 +63,7 @@ def rows_200b(n: int) -> list[Row]:
     ]
 
 
-def test_bench_durable_appends_vs_bare_executemany(tmp_path: Path) -> None:
+def test_bench_durable_appends_vs_bare_executemany(tmp_path: Path, bench: Bench) -> None:
     rows = rows_200b(N_APPEND)
     size = np.mean([len(json.dumps(r.payload, separators=(",", ":"))) for r in rows[:100]])
     assert 180 <= size <= 230
@@ -116,6 +117,22 @@ def test_bench_durable_appends_vs_bare_executemany(tmp_path: Path) -> None:
         f"\n[bench]   with JSON encoding of the payloads (Journal.append): "
         f"{N_APPEND / t_ours:,.0f}/s -> ratio {t_base / t_ours:.2f}x"
     )
+    bare = "bare sqlite3 executemany"
+    bench.record(
+        "durable appends, encoded rows",
+        N_APPEND / t_enc,
+        "rows/s",
+        baseline=N_APPEND / t_base,
+        baseline_name=bare,
+        goal=">= 0.7x",
+    )
+    bench.record(
+        "durable appends, with JSON encoding",
+        N_APPEND / t_ours,
+        "rows/s",
+        baseline=N_APPEND / t_base,
+        baseline_name=bare,
+    )
 
 
 def vib_frame(i: int) -> FeatureFrame:
@@ -132,7 +149,9 @@ def vib_frame(i: int) -> FeatureFrame:
     )
 
 
-async def test_bench_drain_rate_vs_live_ingest_at_256_channels(tmp_path: Path) -> None:
+async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
+    tmp_path: Path, bench: Bench
+) -> None:
     n = 40_000
     j = Journal(tmp_path / "backlog.sqlite", "NORMAL", sinks=["influxdb"])
     records: list[Row] = []
@@ -176,3 +195,12 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(tmp_path: Path) -
         f"\n[bench] catch-up after a one-hour outage (computed from the measured rates): "
         f"{backlog:,.0f} records in {catch_up_s / 60:.1f} min while ingest continues"
     )
+    bench.record(
+        "drain to VictoriaMetrics",
+        drain,
+        "records/s",
+        baseline=LIVE_RATE,
+        baseline_name=f"live ingest, {CHANNELS} ch",
+        goal=">= 20x",
+    )
+    bench.record("catch-up after a one-hour outage (from measured rates)", catch_up_s / 60, "min")
