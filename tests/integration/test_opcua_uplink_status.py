@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from asyncua import Client
 from asyncua.ua.uaerrors import UaError
 
 from gateway.config import parse_config
+from gateway.core.clock import FakeClock
 from gateway.demo import free_port
+from gateway.opcua_server.config import OpcUaServerConfig
+from gateway.opcua_server.server import GatewayOpcUaServer
 from gateway.runtime.pipeline import Pipeline
 from tests.conftest import Sim, plant_toml
 from tests.integration.test_pipeline_uplink import ENV, uplink_toml
@@ -101,3 +105,60 @@ async def test_client_sees_the_uplink_go_down_and_drain(
         finally:
             await p.stop()
             await proxy.stop()
+
+
+async def test_status_tags_follow_the_snapshot_and_survive_a_malformed_one(
+    tmp_path: Path, caplog: Any
+) -> None:
+    snap: dict[str, Any] = {"health": {"state": "ok"}, "uplink": {}}
+    cfg = OpcUaServerConfig(
+        enabled=True, port=free_port(), security_modes=["None"], allow_anonymous=True
+    )
+    server = GatewayOpcUaServer(
+        cfg, [], FakeClock(), tmp_path, status=lambda: snap, uplinks=["plant_db"]
+    )
+    async with asyncio.timeout(60):
+        await server.start()
+    client = Client(server.url)
+    try:
+        async with asyncio.timeout(60):
+            await client.connect()
+
+        async def read(path: str) -> Any:
+            return await client.get_node(server.node_id(path)).read_value()
+
+        base = "Gateway.Uplinks.plant_db."
+        await server.publish_status()  # no forwarder yet: the sink's tags keep their defaults
+        assert await read("Gateway.Health") == "ok"
+        assert await read(base + "State") == "unknown"
+        assert await read(base + "Backlog") == 0
+
+        snap["health"] = {"state": "degraded"}
+        snap["uplink"] = {"plant_db": {"state": "down", "backlog": 42, "oldest_age_s": 3.5}}
+        await server.publish_status()
+        assert await read("Gateway.Health") == "degraded"
+        assert await read(base + "State") == "down"
+        assert await read(base + "Backlog") == 42
+        assert await read(base + "OldestAgeS") == 3.5
+        writes = server.tag_writes
+        await server.publish_status()
+        assert server.tag_writes == writes  # nothing changed: nothing written
+
+        # a malformed snapshot is reported once and leaves the last values in place
+        snap["uplink"] = {"plant_db": {"state": "down", "backlog": "many", "oldest_age_s": 4.0}}
+        with caplog.at_level(logging.WARNING, logger="gateway.opcua_server.server"):
+            await server.publish_status()
+            await server.publish_status()
+        assert [r.message for r in caplog.records].count(
+            "gateway status for OPC UA unreadable: could not convert string to float: 'many'"
+        ) == 1
+        assert await read(base + "Backlog") == 42
+
+        snap["uplink"] = {"plant_db": {"state": "up", "backlog": 0, "oldest_age_s": 0.0}}
+        await server.publish_status()
+        assert await read(base + "State") == "up"
+        assert await read(base + "Backlog") == 0
+    finally:
+        with contextlib.suppress(ConnectionError, UaError, TimeoutError):
+            await client.disconnect()
+        await server.stop()
