@@ -16,16 +16,25 @@ Address space (namespace ``namespace_uri``, string node ids ``Assets.<asset>.<pa
                           /Channels/<ch>/Status  String NoData | Good | Uncertain | Bad | Stale
                                                  | SourceDown (always readable: status Good)
                           /Features/<ch>/<name>  Double, AnalogItemType (EURange, EngineeringUnits)
+    Objects/Gateway/Health                       String ok | degraded | failing ("unknown" at first)
+    Objects/Gateway/Uplinks/<sink>/State         String up | degraded | down ("unknown" until the
+                                                 forwarder runs)
+                                  /Backlog       UInt64, records not yet acknowledged by the sink
+                                  /OldestAgeS    Double, age of the oldest of them (seconds)
 
 Value status follows the data: a frame's quality (Good, Uncertain, Bad); a channel (or an asset's
 score) with no update for ``stale_after_s`` turns Bad (BadNoCommunication), checked every tenth of
 that period on the server's clock; a channel whose collector lost its device turns Bad
-(BadNotConnected) at the next check. Alert transitions are fired as ``AlertEventType`` events
-from the Server object. Tag updates of a batch are collected (last value per node wins) and
-written straight into the address space (``write_attribute_value``, no per-node client path).
+(BadNotConnected) at the next check. The ``Gateway`` folder exists when a ``status`` callable is
+given (the pipeline's status snapshot: ``health.state`` and
+``uplink.<sink>.{state,backlog,oldest_age_s}``, ``uplinks`` naming the sinks); it is read every
+``STATUS_PERIOD_S`` on the server's clock and the values that changed are written. Alert
+transitions are fired as ``AlertEventType`` events from the Server object. Tag updates of a batch
+are collected (last value per node wins) and written straight into the address space
+(``write_attribute_value``, no per-node client path).
 
 Lifecycle: ``start()`` binds and serves (``ResourceUnavailableError`` if the port is taken),
-``stop()`` stops the staleness task and the server.
+``stop()`` stops the staleness and status tasks and the server.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -85,6 +94,15 @@ _POLICIES = {
     "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
 }
 SourceStates = Callable[[], dict[str, bool]]
+GatewayStatus = Callable[[], Mapping[str, object]]
+#: period of the Gateway/ status tags (seconds, server clock)
+STATUS_PERIOD_S = 1.0
+#: Gateway/Uplinks/<sink>/ tag -> (status key, variant type)
+_UPLINK_TAGS = {
+    "State": ("state", ua.VariantType.String),
+    "Backlog": ("backlog", ua.VariantType.UInt64),
+    "OldestAgeS": ("oldest_age_s", ua.VariantType.Double),
+}
 
 
 def _ts(ns: int) -> ua.DateTime:
@@ -116,9 +134,15 @@ class GatewayOpcUaServer:
         *,
         application_uri: str = "urn:pdm-gateway:server",
         sources: SourceStates | None = None,
+        status: GatewayStatus | None = None,
+        uplinks: Sequence[str] = (),
     ) -> None:
         self.cfg, self.layout, self.clock = cfg, tuple(layout), clock
         self.application_uri, self.sources = application_uri, sources
+        self.status, self.uplinks = status, tuple(uplinks)
+        self._status_task: asyncio.Task[None] | None = None
+        self._status_last: dict[ua.NodeId, object] = {}
+        self._status_failing = False
         self.pki = Pki(state_dir / "pki")
         self.acknowledger: Acknowledger | None = None
         self.model_registry: ModelRegistryHook | None = None
@@ -171,12 +195,15 @@ class GatewayOpcUaServer:
             raise ResourceUnavailableError(f"OPC UA server {self.url}: {exc}") from exc
         self.server = server
         self._stale_task = asyncio.create_task(self._stale_loop(), name="opcua_server:stale")
+        if self.status is not None:
+            self._status_task = asyncio.create_task(self._status_loop(), name="opcua_server:status")
         log.info("OPC UA server listening on %s (%s)", self.url, ", ".join(self.cfg.security_modes))
 
     async def stop(self) -> None:
-        if self._stale_task is not None:
-            self._stale_task.cancel()
-            await asyncio.gather(self._stale_task, return_exceptions=True)
+        for task in (self._stale_task, self._status_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -268,12 +295,25 @@ class GatewayOpcUaServer:
                 for fname, unit in c.features:
                     nodes.append(self._analog(items, self._ids[fb], f"{fb}.{fname}", fname, unit))
                 self._tracked[(a.name, c.name)] = _Tracked(a.name, c.name, nodes)
+        if self.status is not None:
+            self._gateway_nodes(items, server.nodes.objects.nodeid)
         results = await server.iserver.isession.add_nodes(items)
         for r in results:
             r.StatusCode.check()
         # nothing has been received yet: every tag is Bad until its first update
         for t in self._tracked.values():
             await self._write_many(server, {n: datavalue(None, STALE) for n in t.nodes})
+
+    def _gateway_nodes(self, items: list[ua.AddNodesItem], objects: ua.NodeId) -> None:
+        items.append(_object(self._nid("Gateway"), "Gateway", objects))
+        self._var(items, self._ids["Gateway"], "Gateway", "Health", ua.Variant("unknown"))
+        items.append(_object(self._nid("Gateway.Uplinks"), "Uplinks", self._ids["Gateway"]))
+        for sink in self.uplinks:
+            base = f"Gateway.Uplinks.{sink}"
+            items.append(_object(self._nid(base), sink, self._ids["Gateway.Uplinks"]))
+            for name, (_, vtype) in _UPLINK_TAGS.items():
+                initial = _uplink_value("unknown" if name == "State" else 0, vtype)
+                self._var(items, self._ids[base], base, name, initial)
 
     def _var(
         self,
@@ -503,6 +543,49 @@ class GatewayOpcUaServer:
             await self.check_stale()
             self.checked.set()
 
+    # -- gateway status ---------------------------------------------------------------------------
+    async def publish_status(self) -> None:
+        """Write the ``Gateway/`` tags that changed since the last call (from ``status()``)."""
+        server = self.server
+        if server is None or self.status is None:
+            return
+        try:
+            values = self._status_values(self.status())
+        except (LookupError, TypeError, ValueError) as exc:  # a malformed snapshot
+            if not self._status_failing:
+                log.warning("gateway status for OPC UA unreadable: %s", exc)
+            self._status_failing = True
+            return
+        self._status_failing = False
+        changed = {n: v for n, v in values.items() if self._status_last.get(n) != v.Value}
+        if changed:
+            ts = _ts(self.clock.now_ns())
+            self._status_last.update((n, v.Value) for n, v in changed.items())
+            await self._write_many(
+                server, {n: datavalue(v, _GOOD, ts, ts) for n, v in changed.items()}
+            )
+
+    def _status_values(self, snap: Mapping[str, object]) -> dict[ua.NodeId, ua.Variant]:
+        values: dict[ua.NodeId, ua.Variant] = {}
+        health = snap.get("health")
+        if isinstance(health, Mapping) and "state" in health:
+            values[self._ids["Gateway.Health"]] = ua.Variant(str(health["state"]))
+        uplinks = snap.get("uplink")
+        for sink in self.uplinks:
+            st = uplinks.get(sink) if isinstance(uplinks, Mapping) else None
+            if not isinstance(st, Mapping):
+                continue  # forwarder not running yet: keep the last values
+            for name, (key, vtype) in _UPLINK_TAGS.items():
+                if st.get(key) is not None:
+                    nid = self._ids[f"Gateway.Uplinks.{sink}.{name}"]
+                    values[nid] = _uplink_value(st[key], vtype)
+        return values
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.publish_status()
+            await self.clock.sleep(STATUS_PERIOD_S)
+
     # -- methods ---------------------------------------------------------------------------------
     async def _m_ack(
         self, parent: ua.NodeId, alert_id: ua.Variant
@@ -541,6 +624,13 @@ class GatewayOpcUaServer:
             log.warning("model registry refused: %s", exc)
             return status(StatusCodes.BadInvalidArgument)
         return [ua.Variant(active, ua.VariantType.String)]
+
+
+def _uplink_value(raw: object, vtype: ua.VariantType) -> ua.Variant:
+    if vtype == ua.VariantType.String:
+        return ua.Variant(str(raw), vtype)
+    number = float(cast(float, raw))
+    return ua.Variant(int(number) if vtype == ua.VariantType.UInt64 else number, vtype)
 
 
 def _object(nid: ua.NodeId, name: str, parent: ua.NodeId, folder: bool = True) -> ua.AddNodesItem:

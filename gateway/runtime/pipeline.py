@@ -172,6 +172,8 @@ class Pipeline:
                 cfg.gateway.state_dir,
                 application_uri=f"urn:{cfg.gateway.name}:pdm-gateway",
                 sources=self._sources,
+                status=self.status,
+                uplinks=[cfg.uplink.influxdb.name] if cfg.uplink.influxdb else [],
             )
             self.opcua_server.acknowledger = self.alerts
             self.alerts.publishers.append(self.opcua_server)
