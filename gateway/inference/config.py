@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway.core.configbase import StrictModel
 
@@ -39,6 +39,13 @@ class UpdatesConfig(StrictModel):
     on_arrival: Literal["shadow", "promote"] = "shadow"
     timeout_s: float = Field(30.0, gt=0, le=600)
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    @field_validator("repository")
+    @classmethod
+    def _no_plain_http(cls, v: str) -> str:
+        if "://" in v and not v.startswith("https://"):
+            raise ValueError("must be a directory or an https:// URL")
+        return v
 
 
 class ModelsConfig(StrictModel):

@@ -83,6 +83,7 @@ class _Source:
     def __init__(self, cfg: UpdatesConfig, state_dir: Path) -> None:
         self.cfg = cfg
         self.https = cfg.repository.startswith("https://")
+        self.base = state_dir / cfg.repository  # a directory; an absolute one stays as it is
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | None = None
         if self.https:
@@ -104,7 +105,7 @@ class _Source:
     async def get(self, rel: str) -> bytes:
         rel = _safe_rel(rel)
         if self._session is None:
-            path = Path(self.cfg.repository) / rel
+            path = self.base / rel
             try:
                 data = await asyncio.to_thread(self._read, path)
             except OSError as exc:

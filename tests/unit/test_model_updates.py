@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
 from gateway.cli import main
 from gateway.core.clock import FakeClock
@@ -274,3 +275,25 @@ def test_cli_pull_one_round(
     assert main(["models", "pull", "--config", str(cfg)]) == 1
     assert "models unchanged" in capsys.readouterr().err
     assert not (tmp_path / "state" / "models" / ".incoming").exists()
+
+
+def test_bad_updates_config_fails_at_load_with_the_key_path(tmp_path: Path) -> None:
+    for updates, key in [
+        ({"repository": "http://models.example.com"}, "models.updates.repository"),
+        ({"repository": "repo", "ring": "everyone"}, "models.updates.ring"),
+        ({"repository": "repo", "on_arrival": "install"}, "models.updates.on_arrival"),
+    ]:
+        with pytest.raises(ValidationError) as exc:
+            config(tmp_path, updates=updates)
+        locs = {".".join(str(p) for p in e["loc"]) for e in exc.value.errors()}
+        assert key in locs
+
+
+async def test_relative_directory_repository_is_inside_the_state_dir(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    repo = Repo(tmp_path / "state" / "repo", keys[0])
+    repo.publish("1.0", ["broad"])
+    reg, puller = gateway(tmp_path / "state", keys[1], repository="repo")
+    assert (await puller.pull_once()).installed == [(MID, "1.0", "active")]
+    assert reg.read_state()[MID].active == "1.0"
