@@ -6,17 +6,20 @@ A model repository is a directory or an ``https://`` URL holding ``index.json``:
                  "rings": ["canary", "early"]}]}
 
 ``path`` (relative to the repository, no ``..``) is a model directory: its ``manifest.json``
-and the ``.tflite`` the manifest names. ``rings`` lists the roll-out rings the version is
-released to; a publisher widens a release by adding rings (``canary`` first, then ``early``,
-then ``broad``). One round (``Puller.pull_once``) takes every entry of a model id this gateway
-runs (``models.assets``) released to its ``models.updates.ring`` that is neither installed nor
-refused before: it downloads the files into the registry's ``.incoming`` directory and installs
-them with ``Registry.install`` (sha256 and Ed25519 signature verified), as shadow or promoted
-per ``on_arrival`` (a running gateway's ``ModelController`` then loads it; a promoted version
-is on probation and rolled back automatically). A refused version is recorded in
-``updates.json`` of the registry with the reason and never fetched again. An unreachable
-repository or a bad index changes nothing: the round is counted as failed and logged once per
-change of the failure (and once on recovery).
+and the ``.tflite`` the manifest names; an optional ``"arrival": "shadow" | "promote"``
+overrides the gateway's ``on_arrival`` for that version. ``rings`` lists the roll-out rings
+the version is released to; a publisher widens a release by adding rings (``canary`` first,
+then ``early``, then ``broad``).
+
+One round (``Puller.pull_once``) takes every entry of a model id this gateway runs
+(``models.assets``) released to its ``models.updates.ring`` that is neither installed nor
+refused before: it downloads the files into the registry's ``.incoming`` directory and
+installs them with ``Registry.install`` (sha256 and Ed25519 signature verified), as shadow or
+promoted (a running gateway's ``ModelController`` then loads it; a promoted version is on
+probation and rolled back automatically). A refused version is recorded in ``updates.json`` of
+the registry with the reason and never fetched again. An unreachable repository, a file
+missing from it or a bad index changes nothing (retried next round): the round is counted as
+failed and logged once per change of the failure (and once on recovery).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class IndexEntry(BaseModel):
     version: str
     path: str
     rings: list[Literal["canary", "early", "broad"]]
+    #: overrides ``models.updates.on_arrival`` for this version
+    arrival: Literal["shadow", "promote"] | None = None
 
 
 class Index(BaseModel):
@@ -222,7 +227,7 @@ class Puller:
                 self._refused(e, _why(exc), result)
                 return
             (incoming / manifest.file).write_bytes(await src.get(f"{rel}/{manifest.file}"))
-            promote = self.ucfg.on_arrival == "promote"
+            promote = (e.arrival or self.ucfg.on_arrival) == "promote"
             try:
                 await asyncio.to_thread(
                     self.registry.install, incoming, promote=promote, shadow=not promote

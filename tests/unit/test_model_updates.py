@@ -297,3 +297,24 @@ async def test_relative_directory_repository_is_inside_the_state_dir(
     reg, puller = gateway(tmp_path / "state", keys[1], repository="repo")
     assert (await puller.pull_once()).installed == [(MID, "1.0", "active")]
     assert reg.read_state()[MID].active == "1.0"
+
+
+async def test_index_arrival_overrides_and_a_failed_download_is_retried(
+    tmp_path: Path, repo: Repo, keys: tuple[Path, Path]
+) -> None:
+    reg, puller = gateway(tmp_path / "state", keys[1], repository=str(repo.root))
+    reg.install(signed(tmp_path / "local", "1.0", keys[0]))
+    repo.publish("2.0", ["broad"])
+    repo.entries[-1]["arrival"] = "promote"
+    repo._write()
+    model = repo.root / str(repo.entries[-1]["path"]) / "model.tflite"
+    model.rename(model.with_suffix(".away"))  # the repository is half-uploaded
+    r = await puller.pull_once()
+    assert r.error is not None
+    assert "model.tflite" in r.error
+    assert (r.installed, r.refused, puller.read_refused()) == ([], [], {})
+    assert reg.read_state()[MID].versions == ["1.0"]
+    model.with_suffix(".away").rename(model)
+    assert (await puller.pull_once()).installed == [(MID, "2.0", "active")]
+    s = reg.read_state()[MID]
+    assert (s.active, s.history) == ("2.0", ["1.0"])
