@@ -30,6 +30,8 @@ class UpdatesConfig(StrictModel):
     installs each listed version of a model it runs that is released to its ``ring`` and not yet
     installed nor refused before. ``on_arrival``: ``shadow`` runs the new version beside the
     active one, ``promote`` makes it active (on probation, rolled back automatically).
+    ``delay_s``: a version is taken only that many seconds after this gateway first saw it
+    released to its ring (e.g. an ``early`` ring waits for the canaries).
     ``max_bytes`` bounds one downloaded file; ``timeout_s`` one request."""
 
     repository: str = Field(min_length=1)
@@ -37,6 +39,7 @@ class UpdatesConfig(StrictModel):
     interval_s: float = Field(3600.0, gt=0)
     ring: Literal["canary", "early", "broad"] = "broad"
     on_arrival: Literal["shadow", "promote"] = "shadow"
+    delay_s: float = Field(0.0, ge=0)
     timeout_s: float = Field(30.0, gt=0, le=600)
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 

@@ -100,7 +100,7 @@ class ModelController:
         #: pulls updates from ``models.updates.repository`` every ``interval_s`` (when set)
         self.puller: Puller | None = None
         if cfg.updates is not None:
-            self.puller = Puller(cfg, state_dir, self.registry)
+            self.puller = Puller(cfg, state_dir, self.registry, clock)
 
     # -- the stage -------------------------------------------------------------------------
     async def run(self) -> None:

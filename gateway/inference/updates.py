@@ -17,9 +17,13 @@ refused before: it downloads the files into the registry's ``.incoming`` directo
 installs them with ``Registry.install`` (sha256 and Ed25519 signature verified), as shadow or
 promoted (a running gateway's ``ModelController`` then loads it; a promoted version is on
 probation and rolled back automatically). A refused version is recorded in ``updates.json`` of
-the registry with the reason and never fetched again. An unreachable repository, a file
-missing from it or a bad index changes nothing (retried next round): the round is counted as
-failed and logged once per change of the failure (and once on recovery).
+the registry with the reason and never fetched again. With ``delay_s`` a version is taken only
+that long after this gateway first saw it released to its ring (an ``early`` ring waits for
+the canaries' shadow runs; the first sighting is kept in ``updates.json`` across restarts).
+
+An unreachable repository, a file missing from it or a bad index changes nothing (retried next
+round): the round is counted as failed and logged once per change of the failure (and once on
+recovery).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Literal
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.inference.config import ModelsConfig, UpdatesConfig
 from gateway.inference.manifest import MANIFEST_NAME, read_manifest
@@ -139,9 +144,12 @@ class Puller:
     ``failed_rounds``, ``installed`` and ``refused`` count since start; ``failing`` is the
     current failure (None while the repository answers)."""
 
-    def __init__(self, cfg: ModelsConfig, state_dir: Path, registry: Registry) -> None:
+    def __init__(
+        self, cfg: ModelsConfig, state_dir: Path, registry: Registry, clock: Clock | None = None
+    ) -> None:
         assert cfg.updates is not None
         self.cfg, self.ucfg, self.state_dir, self.registry = cfg, cfg.updates, state_dir, registry
+        self.clock: Clock = clock or SystemClock()
         self.rounds = self.failed_rounds = self.installed = self.refused = 0
         self.failing: str | None = None
 
@@ -149,34 +157,51 @@ class Puller:
     def record_path(self) -> Path:
         return self.registry.root / RECORD
 
-    def read_refused(self) -> dict[str, str]:
-        """``"<model id>/<version>"`` -> why it was refused ({} before the first refusal)."""
+    def _record(self) -> dict[str, dict[str, object]]:
         try:
             data = json.loads(self.record_path.read_text())
         except (OSError, ValueError):
             return {}
-        refused = data.get("refused", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in refused.items()} if isinstance(refused, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+    def _write_record(self, record: dict[str, dict[str, object]]) -> None:
+        self.registry.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_json_atomic(self.record_path, record)
+
+    def read_refused(self) -> dict[str, str]:
+        """``"<model id>/<version>"`` -> why it was refused ({} before the first refusal)."""
+        return {k: str(v) for k, v in self._record().get("refused", {}).items()}
 
     def _refuse(self, mid: str, version: str, why: str) -> None:
-        refused = self.read_refused()
-        refused[f"{mid}/{version}"] = why
-        self.registry.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_json_atomic(self.record_path, {"refused": refused})
+        record = self._record()
+        record.setdefault("refused", {})[f"{mid}/{version}"] = why
+        self._write_record(record)
 
     def _wanted(self, index: Index) -> list[IndexEntry]:
+        """The entries to take now; records when each was first seen released to our ring
+        (``seen``, epoch ns, kept across restarts) for ``delay_s``."""
         ours = set(self.cfg.assets.values())
-        state, refused = self.registry.read_state(), self.read_refused()
-        out = []
+        state, record = self.registry.read_state(), self._record()
+        refused, seen = record.get("refused", {}), record.setdefault("seen", {})
+        now, out, changed = self.clock.now_ns(), [], False
         for e in index.models:
             s = state.get(e.model_id)
+            key = f"{e.model_id}/{e.version}"
             if (
                 e.model_id in ours
                 and self.ucfg.ring in e.rings
                 and (s is None or e.version not in s.versions)
-                and f"{e.model_id}/{e.version}" not in refused
+                and key not in refused
             ):
-                out.append(e)
+                first = seen.get(key)
+                if not isinstance(first, int):
+                    seen[key], first, changed = now, now, True
+                if now - first >= self.ucfg.delay_s * 1e9:
+                    out.append(e)
+        if changed:
+            self._write_record(record)
         return out
 
     async def pull_once(self) -> PullResult:

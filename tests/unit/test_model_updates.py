@@ -318,3 +318,25 @@ async def test_index_arrival_overrides_and_a_failed_download_is_retried(
     assert (await puller.pull_once()).installed == [(MID, "2.0", "active")]
     s = reg.read_state()[MID]
     assert (s.active, s.history) == ("2.0", ["1.0"])
+
+
+async def test_delay_takes_a_version_only_after_it_was_seen_that_long(
+    tmp_path: Path, repo: Repo, keys: tuple[Path, Path]
+) -> None:
+    state = tmp_path / "state"
+    clock = FakeClock()
+    cfg = config(
+        state,
+        trusted_keys=[str(keys[1])],
+        updates={"repository": str(repo.root), "ring": "early", "delay_s": 3600},
+    )
+    reg = Registry(cfg.models, state)
+    reg.install(signed(tmp_path / "local", "1.0", keys[0]))
+    repo.publish("2.0", ["canary", "early"])
+    puller = Puller(cfg.models, state, reg, clock)
+    assert (await puller.pull_once()).installed == []  # first seen now
+    clock.advance(3599)
+    restarted = Puller(cfg.models, state, reg, clock)  # the first sighting survives a restart
+    assert (await restarted.pull_once()).installed == []
+    clock.advance(1)
+    assert (await restarted.pull_once()).installed == [(MID, "2.0", "shadow")]
