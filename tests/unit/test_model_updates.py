@@ -23,6 +23,7 @@ from gateway.inference import signing
 from gateway.inference.manifest import read_manifest
 from gateway.inference.registry import Registry
 from gateway.inference.updates import Puller
+from gateway.runtime.metrics import render
 from tests.registry_data import config
 from tests.unit.test_model_lifecycle import Rig
 from tests.unit.test_model_registry import signed, write_config
@@ -174,6 +175,10 @@ async def test_https_repository_promotes_through_the_running_controller_and_refu
         await rig.feed_all(40)
         assert [s.model_version for s in rig.active_scores()[40:]] == ["2.0"] * 40
         assert rig.ctl.status()["updates"]["installed"] == 1  # type: ignore[index]
+        scrape = render(lambda: {"model_lifecycle": rig.ctl.status() if rig.ctl else {}}).decode()
+        assert 'pdm_model_update_versions_total{outcome="installed"} 1.0' in scrape
+        assert 'pdm_model_update_versions_total{outcome="refused"} 1.0' in scrape
+        assert 'pdm_model_update_rounds_total{result="ok"} 2.0' in scrape
     finally:
         task.cancel()
         await rig.close()
@@ -226,6 +231,9 @@ async def test_untrusted_certificate_and_unreachable_repositories_change_nothing
                 assert r.installed == []
         assert len(caplog.records) == 1  # logged once per state change
         assert (puller.rounds, puller.failed_rounds) == (3, 3)
+        status = {"model_lifecycle": {"updates": puller.status()}}
+        scrape = render(lambda status=status: status).decode()  # type: ignore[misc]
+        assert 'pdm_model_update_rounds_total{result="failed"} 3.0' in scrape
         assert reg.read_state() == before
 
 
