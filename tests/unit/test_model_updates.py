@@ -232,7 +232,7 @@ async def test_untrusted_certificate_and_unreachable_repositories_change_nothing
         assert len(caplog.records) == 1  # logged once per state change
         assert (puller.rounds, puller.failed_rounds) == (3, 3)
         status = {"model_lifecycle": {"updates": puller.status()}}
-        scrape = render(lambda status=status: status).decode()  # type: ignore[misc]
+        scrape = render(lambda status=status: status).decode()
         assert 'pdm_model_update_rounds_total{result="failed"} 3.0' in scrape
         assert reg.read_state() == before
 
