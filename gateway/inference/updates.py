@@ -13,7 +13,7 @@ then ``early``, then ``broad``).
 
 One round (``Puller.pull_once``) takes every entry of a model id this gateway runs
 (``models.assets``) released to its ``models.updates.ring`` that is neither installed nor
-refused before: it downloads the files into the registry's ``.incoming`` directory and
+refused before: it downloads the files into a fresh ``.incoming-*`` directory of the registry and
 installs them with ``Registry.install`` (sha256 and Ed25519 signature verified), as shadow or
 promoted (a running gateway's ``ModelController`` then loads it; a promoted version is on
 probation and rolled back automatically). A refused version is recorded in ``updates.json`` of
@@ -34,6 +34,7 @@ import logging
 import re
 import shutil
 import ssl
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -234,9 +235,9 @@ class Puller:
     async def _take(self, src: _Source, e: IndexEntry, result: PullResult) -> None:
         """Download and install one entry; a refusal is recorded, a fetch error raised."""
         rel = _safe_rel(e.path)
-        incoming = self.registry.root / ".incoming"
-        shutil.rmtree(incoming, ignore_errors=True)
-        incoming.mkdir(mode=0o700, parents=True)
+        self.registry.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # its own directory (mode 0700), so `models pull` beside a running gateway cannot clash
+        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.registry.root))
         try:
             (incoming / MANIFEST_NAME).write_bytes(await src.get(f"{rel}/{MANIFEST_NAME}"))
             try:
