@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway.core.configbase import StrictModel
 
@@ -22,6 +23,34 @@ class RollbackConfig(StrictModel):
     min_alert_rate: float = Field(0.01, gt=0, le=1)
 
 
+class UpdatesConfig(StrictModel):
+    """Pulled model updates (``[models.updates]``): every ``interval_s`` the gateway reads
+    ``index.json`` of ``repository`` (a directory, or an ``https://`` URL; ``ca_file`` a PEM
+    bundle trusted for it besides the system's, e.g. a self-signed server certificate) and
+    installs each listed version of a model it runs that is released to its ``ring`` and not yet
+    installed nor refused before. ``on_arrival``: ``shadow`` runs the new version beside the
+    active one, ``promote`` makes it active (on probation, rolled back automatically).
+    ``delay_s``: a version is taken only that many seconds after this gateway first saw it
+    released to its ring (e.g. an ``early`` ring waits for the canaries).
+    ``max_bytes`` bounds one downloaded file; ``timeout_s`` one request."""
+
+    repository: str = Field(min_length=1)
+    ca_file: Path | None = None
+    interval_s: float = Field(3600.0, gt=0)
+    ring: Literal["canary", "early", "broad"] = "broad"
+    on_arrival: Literal["shadow", "promote"] = "shadow"
+    delay_s: float = Field(0.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    @field_validator("repository")
+    @classmethod
+    def _no_plain_http(cls, v: str) -> str:
+        if "://" in v and not v.startswith("https://"):
+            raise ValueError("must be a directory or an https:// URL")
+        return v
+
+
 class ModelsConfig(StrictModel):
     """``registry_dir`` relative paths are inside ``gateway.state_dir``; ``assets`` maps an asset to
     the model id that scores it. A model id installed in the registry (``pdm-gateway models
@@ -33,7 +62,8 @@ class ModelsConfig(StrictModel):
     ``trusted_keys`` are Ed25519 public keys (PEM) whose signatures install accepts;
     ``allow_unsigned`` lets unsigned models in. ``encryption_key`` (a file of mode 0600 or
     stricter) stores installed models AES-GCM encrypted at rest. ``watch_interval_s``: how often
-    a running gateway looks for registry changes (promote, rollback from the command line)."""
+    a running gateway looks for registry changes (promote, rollback from the command line).
+    ``updates``: pulled updates from a model repository (``UpdatesConfig``)."""
 
     registry_dir: Path = Path("models")
     allow_unsigned: bool = False
@@ -45,6 +75,7 @@ class ModelsConfig(StrictModel):
     batch: int = Field(64, ge=1, le=4096)
     assets: dict[str, str] = Field(default_factory=dict)
     paths: dict[str, Path] = Field(default_factory=dict)
+    updates: UpdatesConfig | None = None
 
     def model_dir(self, state_dir: Path, model_id: str) -> Path:
         """The unmanaged directory of model ``model_id``."""

@@ -15,8 +15,9 @@ every frame keeps exactly one active score through a rollback.
 Automatic rollbacks are logged at error level, counted (``status()["rollbacks"]``), and reported
 as an ``AlertEvent`` (category ``"sensor"``, rule ``"model-rollback"``): kept in ``events``,
 passed to ``on_event``, and put on the ``out`` queue (the records queue the store writes) when
-one is bound. The controller also serves the OPC UA server's ``ModelRegistryHook``
-(``promote(asset, version)``, ``rollback(asset)``).
+one is bound. With ``models.updates`` set it also pulls new versions from the model repository
+every ``models.updates.interval_s`` (``gateway.inference.updates``). The controller also serves
+the OPC UA server's ``ModelRegistryHook`` (``promote(asset, version)``, ``rollback(asset)``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gateway.inference.manifest import Manifest
 from gateway.inference.registry import ModelState, RefusedError, Registry, UnknownError
 from gateway.inference.scorer import Scorer
 from gateway.inference.stage import InferenceStage, ModelSet, open_model
+from gateway.inference.updates import Puller
 from gateway.runtime.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
@@ -95,10 +97,19 @@ class ModelController:
         self._last_stats: dict[str, object] | None = None
         #: set each time a new set of models is handed to the stage
         self.swapped = asyncio.Event()
+        #: pulls updates from ``models.updates.repository`` every ``interval_s`` (when set)
+        self.puller: Puller | None = None
+        if cfg.updates is not None:
+            self.puller = Puller(cfg, state_dir, self.registry, clock)
 
     # -- the stage -------------------------------------------------------------------------
     async def run(self) -> None:
+        next_pull = self.clock.monotonic()
         while True:
+            if self.puller is not None and self.clock.monotonic() >= next_pull:
+                await self.puller.pull_once()  # what it installs, the next tick loads
+                assert self.cfg.updates is not None
+                next_pull = self.clock.monotonic() + self.cfg.updates.interval_s
             await self.tick()
             await self.clock.sleep(self.cfg.watch_interval_s)
 
@@ -372,11 +383,14 @@ class ModelController:
             self._last_stats = stats
 
     def status(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "rollbacks": self.rollbacks,
             "last_rollback": self.events[-1].message if self.events else "",
             "models": self.summary(),
         }
+        if self.puller is not None:
+            out["updates"] = self.puller.status()
+        return out
 
 
 def feature_check(

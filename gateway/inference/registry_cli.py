@@ -1,4 +1,4 @@
-"""``pdm-gateway models install|list|promote|rollback|remove|sign|keygen``.
+"""``pdm-gateway models install|list|promote|rollback|remove|pull|sign|keygen``.
 
 Registry commands take the gateway's ``--config`` (its state directory and ``[models]``); a
 running gateway of that config follows their changes within ``models.watch_interval_s``.
@@ -17,7 +17,7 @@ from gateway.inference import crypto, signing
 from gateway.inference.manifest import MANIFEST_NAME, read_model
 from gateway.inference.registry import RefusedError, Registry, UnknownError
 
-COMMANDS = ("install", "list", "promote", "rollback", "remove", "sign", "keygen")
+COMMANDS = ("install", "list", "promote", "rollback", "remove", "pull", "sign", "keygen")
 
 
 def add_registry_parsers(msub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,6 +51,9 @@ def add_registry_parsers(msub: argparse._SubParsersAction) -> None:  # type: ign
     rm.add_argument("version", nargs="?", default=None)
     rm.add_argument("--shadow", action="store_true", help="stop the shadow run instead")
     cfg_arg(rm)
+
+    pl = msub.add_parser("pull", help="one round of pulled updates from models.updates")
+    cfg_arg(pl)
 
     sg = msub.add_parser("sign", help="sign a model directory's manifest (publisher side)")
     sg.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
@@ -101,6 +104,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         tmp.replace(args.dir / MANIFEST_NAME)
         print(f"signed {signed.model_id} {signed.version}: {signed.signature}")
         return 0
+    if cmd == "pull":
+        return _pull(args.config)
     reg = _registry(args.config)
     if cmd == "install":
         m = reg.install(args.path, promote=args.promote, shadow=args.shadow)
@@ -128,6 +133,30 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"removed {args.model_id} {args.version}")
     elif cmd == "list":
         _list(reg, args.json)
+    return 0
+
+
+def _pull(config: Path) -> int:
+    """One round of pulled updates; 0 when the repository was read, 1 when it was not."""
+    import asyncio
+
+    from gateway.config.loader import load_config
+    from gateway.inference.updates import Puller
+
+    cfg = load_config(config)
+    if cfg.models.updates is None:
+        raise RefusedError("models.updates is not configured")
+    reg = Registry(cfg.models, cfg.gateway.state_dir)
+    r = asyncio.run(Puller(cfg.models, cfg.gateway.state_dir, reg).pull_once())
+    for mid, v, role in r.installed:
+        print(f"installed {mid} {v}{' as ' + role if role else ''}")
+    for mid, v, why in r.refused:
+        print(f"refused {mid} {v}: {why}")
+    if r.error is not None:
+        print(f"pdm-gateway models pull: {r.error}; models unchanged", file=sys.stderr)
+        return 1
+    if not r.installed and not r.refused:
+        print("no new versions for this gateway's ring")
     return 0
 
 

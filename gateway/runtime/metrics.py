@@ -64,6 +64,7 @@ class StatusCollector(Collector):
         )
         rollbacks.add_metric([], _num(_d(s.get("model_lifecycle")).get("rollbacks")))
         yield rollbacks
+        yield from _model_updates(_d(_d(s.get("model_lifecycle")).get("updates")))
         lag = GaugeMetricFamily(
             "pdm_loop_lag_seconds", "Event-loop timer lateness", labels=["stat"]
         )
@@ -75,6 +76,25 @@ class StatusCollector(Collector):
         for state in HEALTH_STATES:
             h.add_metric([state], 1.0 if health.get("state") == state else 0.0)
         yield h
+
+
+def _model_updates(u: Mapping[str, Any]) -> Iterator[Metric]:
+    """Pulled model updates (only when ``models.updates`` is configured)."""
+    if not u:
+        return
+    rounds = CounterMetricFamily(
+        "pdm_model_update_rounds", "Rounds of pulled model updates", labels=["result"]
+    )
+    failed = _num(u.get("failed_rounds"))
+    rounds.add_metric(["ok"], _num(u.get("rounds")) - failed)
+    rounds.add_metric(["failed"], failed)
+    yield rounds
+    versions = CounterMetricFamily(
+        "pdm_model_update_versions", "Pulled model versions", labels=["outcome"]
+    )
+    for outcome in ("installed", "refused"):
+        versions.add_metric([outcome], _num(u.get(outcome)))
+    yield versions
 
 
 def _devices(devices: Mapping[str, Any]) -> Iterator[Metric]:
