@@ -47,7 +47,7 @@ class Child:
         return cls(proc)
 
     async def until(self, done: Callable[[Child], bool]) -> None:
-        """Read progress lines until ``done(self)`` holds (a hang guard of 60 s; on failure the
+        """Read progress lines until ``done(self)`` holds (a hang guard of 120 s; on failure the
         child is killed)."""
         assert self.proc.stdout is not None
         try:
@@ -60,7 +60,7 @@ class Child:
 
     async def _read_until(self, done: Callable[[Child], bool]) -> None:
         assert self.proc.stdout is not None
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             while not done(self):
                 line = (await self.proc.stdout.readline()).decode()
                 if not line:
