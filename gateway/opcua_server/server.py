@@ -17,6 +17,9 @@ Address space (namespace ``namespace_uri``, string node ids ``Assets.<asset>.<pa
                                                  | SourceDown (always readable: status Good)
                           /Features/<ch>/<name>  Double, AnalogItemType (EURange, EngineeringUnits)
     Objects/Gateway/Health                       String ok | degraded | failing ("unknown" at first)
+    Objects/Gateway/Models/<id>/ActiveVersion    String; also ShadowVersion, and Summary (JSON:
+                                                 per version and role, score distribution and
+                                                 would-be alert rate)
     Objects/Gateway/Uplinks/<sink>/State         String up | degraded | down ("unknown" until the
                                                  forwarder runs)
                                   /Backlog       UInt64, records not yet acknowledged by the sink
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -97,6 +101,9 @@ SourceStates = Callable[[], dict[str, bool]]
 GatewayStatus = Callable[[], Mapping[str, object]]
 #: period of the Gateway/ status tags (seconds, server clock)
 STATUS_PERIOD_S = 1.0
+#: Gateway/Models/<model id>/ tags: active and shadow version, and per version and role the
+#: score summary (counts, would-be alert rate, distribution) as JSON
+_MODEL_TAGS = ("ActiveVersion", "ShadowVersion", "Summary")
 #: Gateway/Uplinks/<sink>/ tag -> (status key, variant type)
 _UPLINK_TAGS = {
     "State": ("state", ua.VariantType.String),
@@ -136,10 +143,12 @@ class GatewayOpcUaServer:
         sources: SourceStates | None = None,
         status: GatewayStatus | None = None,
         uplinks: Sequence[str] = (),
+        models: Sequence[str] = (),
     ) -> None:
         self.cfg, self.layout, self.clock = cfg, tuple(layout), clock
         self.application_uri, self.sources = application_uri, sources
         self.status, self.uplinks = status, tuple(uplinks)
+        self.model_ids = tuple(sorted(set(models)))
         self._status_task: asyncio.Task[None] | None = None
         self._status_last: dict[ua.NodeId, object] = {}
         self._status_failing = False
@@ -314,6 +323,12 @@ class GatewayOpcUaServer:
             for name, (_, vtype) in _UPLINK_TAGS.items():
                 initial = _uplink_value("unknown" if name == "State" else 0, vtype)
                 self._var(items, self._ids[base], base, name, initial)
+        items.append(_object(self._nid("Gateway.Models"), "Models", self._ids["Gateway"]))
+        for mid in self.model_ids:
+            base = f"Gateway.Models.{mid}"
+            items.append(_object(self._nid(base), mid, self._ids["Gateway.Models"]))
+            for name in _MODEL_TAGS:
+                self._var(items, self._ids[base], base, name, ua.Variant(""))
 
     def _var(
         self,
@@ -579,6 +594,17 @@ class GatewayOpcUaServer:
                 if st.get(key) is not None:
                     nid = self._ids[f"Gateway.Uplinks.{sink}.{name}"]
                     values[nid] = _uplink_value(st[key], vtype)
+        lifecycle = snap.get("model_lifecycle")
+        models = lifecycle.get("models") if isinstance(lifecycle, Mapping) else None
+        for mid in self.model_ids:
+            m = models.get(mid) if isinstance(models, Mapping) else None
+            if not isinstance(m, Mapping):
+                continue
+            base = f"Gateway.Models.{mid}"
+            values[self._ids[f"{base}.ActiveVersion"]] = ua.Variant(str(m.get("active") or ""))
+            values[self._ids[f"{base}.ShadowVersion"]] = ua.Variant(str(m.get("shadow") or ""))
+            summary = json.dumps(m.get("versions", {}), sort_keys=True, default=str)
+            values[self._ids[f"{base}.Summary"]] = ua.Variant(summary)
         return values
 
     async def _status_loop(self) -> None:

@@ -174,6 +174,7 @@ class Pipeline:
                 sources=self._sources,
                 status=self.status,
                 uplinks=[cfg.uplink.influxdb.name] if cfg.uplink.influxdb else [],
+                models=list(cfg.models.assets.values()),
             )
             self.opcua_server.acknowledger = self.alerts
             self.alerts.publishers.append(self.opcua_server)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -115,7 +116,13 @@ async def test_status_tags_follow_the_snapshot_and_survive_a_malformed_one(
         enabled=True, port=free_port(), security_modes=["None"], allow_anonymous=True
     )
     server = GatewayOpcUaServer(
-        cfg, [], FakeClock(), tmp_path, status=lambda: snap, uplinks=["plant_db"]
+        cfg,
+        [],
+        FakeClock(),
+        tmp_path,
+        status=lambda: snap,
+        uplinks=["plant_db"],
+        models=["pump-model"],
     )
     async with asyncio.timeout(60):
         await server.start()
@@ -158,6 +165,19 @@ async def test_status_tags_follow_the_snapshot_and_survive_a_malformed_one(
         await server.publish_status()
         assert await read(base + "State") == "up"
         assert await read(base + "Backlog") == 0
+
+        # the model lifecycle: active and shadow version and the shadow run's summary
+        versions = {
+            "1.0": {"active": {"frames": 900, "alert_rate": 0.01, "p99": 2.1}},
+            "2.0": {"shadow": {"frames": 900, "alert_rate": 0.2, "p99": 7.5}},
+        }
+        snap["model_lifecycle"] = {
+            "models": {"pump-model": {"active": "1.0", "shadow": "2.0", "versions": versions}}
+        }
+        await server.publish_status()
+        assert await read("Gateway.Models.pump-model.ActiveVersion") == "1.0"
+        assert await read("Gateway.Models.pump-model.ShadowVersion") == "2.0"
+        assert json.loads(await read("Gateway.Models.pump-model.Summary")) == versions
     finally:
         with contextlib.suppress(ConnectionError, UaError, TimeoutError):
             await client.disconnect()
