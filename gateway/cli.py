@@ -99,8 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_config_error(exc: ConfigError) -> None:
-    for path, reason in exc.errors:
-        print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+    print(exc, file=sys.stderr)  # one 'key.path: reason' line each
 
 
 def cmd_check_config(path: Path) -> int:

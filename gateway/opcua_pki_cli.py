@@ -59,8 +59,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         pki = Pki(pki_root(args))
     except ConfigError as exc:
-        for path, reason in exc.errors:
-            print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one 'key.path: reason' line each
         return EXIT_CONFIG
     try:
         if args.opcua_command == "trust":

@@ -85,8 +85,7 @@ def main_models(args: argparse.Namespace) -> int:
             quantization=args.quantize,
         )
     except ConfigError as exc:
-        for path, reason in exc.errors:
-            print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one 'key.path: reason' line each
         return 2
     except ValueError as exc:
         print(f"pdm-gateway: {exc}", file=sys.stderr)
@@ -130,8 +129,7 @@ def _from_live(args: argparse.Namespace) -> int:
             max_frequency_hz=args.max_frequency,
         )
     except ConfigError as exc:
-        for path, reason in exc.errors:
-            print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one 'key.path: reason' line each
         return 2
     except ValueError as exc:
         print(f"pdm-gateway: {exc}", file=sys.stderr)

@@ -76,8 +76,7 @@ def main_registry(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        for path, reason in exc.errors:
-            print(f"{path}: {reason}" if path else reason, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one 'key.path: reason' line each
         return 2
     except (RefusedError, UnknownError, FileExistsError) as exc:
         print(f"pdm-gateway models {args.models_command}: {exc}", file=sys.stderr)

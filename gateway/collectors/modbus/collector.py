@@ -25,6 +25,7 @@ from gateway.collectors.modbus.decode import (
 )
 from gateway.collectors.modbus.plan import ReadRequest, chunk_range, plan_reads
 from gateway.collectors.modbus.transport import ModbusTransport
+from gateway.collectors.state import StateEvents
 from gateway.config.plant import Channel
 from gateway.core.clock import Clock
 from gateway.core.errors import DeviceBusyError, PermanentError, TransientError
@@ -115,21 +116,17 @@ class ModbusCollector:
         self._stale_limit = {c: p * cfg.stale_after_periods for c, p in period.items()}
         self._last_ok: dict[str, tuple[float, float]] = {}  # channel -> (monotonic s, value)
         self.stale: set[str] = set()
-        self._state_events = {s: asyncio.Event() for s in STATES}
+        self._states = StateEvents(STATES)
         #: set after every connection attempt (tests and status views wait on it)
         self.changed = asyncio.Event()
 
     async def wait_state(self, state: str) -> None:
         """Wait (on an event) until the collector is in ``state``."""
-        await self._state_events[state].wait()
+        await self._states.wait(state)
 
     def _set_state(self, state: str) -> None:
         self.state = state
-        for s, ev in self._state_events.items():
-            if s == state:
-                ev.set()
-            else:
-                ev.clear()
+        self._states.enter(state)
 
     def status(self) -> dict[str, object]:
         return {

@@ -43,6 +43,7 @@ from gateway.collectors.opcua.convert import (
 )
 from gateway.collectors.opcua.resolve import ResolvedNode, resolve_nodes
 from gateway.collectors.opcua.session import OpcUaSession, RefusedError
+from gateway.collectors.state import StateEvents
 from gateway.config.plant import Channel
 from gateway.core.clock import Clock
 from gateway.core.errors import TransientError
@@ -183,22 +184,18 @@ class OpcUaCollector:
         self._gap_log = RateLimitedLog(log, interval_s=60.0)
         self._missed_log = RateLimitedLog(log, interval_s=60.0)
         self._subs: list[_SubState] = []
-        self._state_events = {s: asyncio.Event() for s in STATES}
+        self._states = StateEvents(STATES)
         #: set after every connection attempt and state change (tests and status views)
         self.changed = asyncio.Event()
 
     # -- state ----------------------------------------------------------------------------
     async def wait_state(self, state: str) -> None:
         """Wait (on an event) until the collector is in ``state``."""
-        await self._state_events[state].wait()
+        await self._states.wait(state)
 
     def _set_state(self, state: str) -> None:
         self.state = state
-        for s, ev in self._state_events.items():
-            if s == state:
-                ev.set()
-            else:
-                ev.clear()
+        self._states.enter(state)
         self.changed.set()
 
     def status(self) -> dict[str, object]:
