@@ -29,6 +29,7 @@ from gateway.dsp.stage import DspProcessor
 from gateway.inference.check import check_model_features
 from gateway.inference.features import dsp_for
 from gateway.inference.scorer import Scorer, load_scorer
+from gateway.runtime.threads import limit_native_threads
 
 F32 = npt.NDArray[np.float32]
 BLOCK = 65_536  # samples per channel fed at a time (framing is block-size independent)
@@ -233,6 +234,7 @@ def main_replay(
     kind: str,
     unit: str,
 ) -> int:
+    limit_native_threads()
     try:
         scorer = load_scorer(model) if model is not None else None
         with out_path.open("w") as out:

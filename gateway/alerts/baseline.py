@@ -33,7 +33,10 @@ class Baseline:
 
     def observe(self, frame: FeatureFrame, learn: bool) -> None:
         c = self._ch.get(frame.channel)
-        x = np.nan_to_num(frame.values, nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.array(frame.values, dtype=np.float64)
+        finite = np.isfinite(x)
+        if not finite.all():
+            x[~finite] = 0.0
         if c is None or c.names != frame.names:
             self._ch[frame.channel] = _Channel(frame.names, x)
             return

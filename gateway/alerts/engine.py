@@ -75,10 +75,12 @@ class AlertEngine:
     # -- queries -------------------------------------------------------------------------------
     def active(self, asset: str | None = None) -> list[tuple[str, RuleState]]:
         """Active alerts as ``(rule name, state)``, optionally of one asset."""
+        if asset is None:
+            return [(n, s) for n, s in self.states.items() if s.active is not None]
         return [
             (n, s)
-            for n, s in self.states.items()
-            if s.active is not None and (asset is None or s.rule.asset == asset)
+            for n in self._by_asset.get(asset, ())
+            if (s := self.states[n]).active is not None
         ]
 
     def max_severity(self, asset: str, category: str = "machine") -> int:

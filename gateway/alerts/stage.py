@@ -139,10 +139,5 @@ class AlertStage:
         if events:
             for listener in self.listeners:
                 audit += await listener.on_events(events)
-        for item in items:
-            await self.out.put(item)
-        for ev in events:
-            await self.out.put(ev)
-            self.events += 1
-        for rec in audit:
-            await self.out.put(rec)
+        await self.out.put_many([*items, *events, *audit])
+        self.events += len(events)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
-from scipy import signal
+
+from gateway.dsp.windows import periodic_window
 
 F32 = npt.NDArray[np.float32]
 FArr = npt.NDArray[np.floating[Any]]
@@ -104,11 +105,7 @@ class SpectralPlan:
 
     def __post_init__(self) -> None:
         n, fs = self.n, self.fs
-        self.w = (
-            np.ones(n)
-            if self.window == "rectangular"
-            else signal.get_window(self.window, n, fftbins=True)
-        ).astype(np.float32)
+        self.w = periodic_window(self.window, n).astype(np.float32)
         self.freqs = np.fft.rfftfreq(n, 1.0 / fs)
         self.df = fs / n
         c = np.full(self.freqs.shape[0], 2.0)
@@ -298,7 +295,7 @@ class SpectralPlan:
     def _env_window(self, m: int) -> F32:
         cache = self.__dict__.setdefault("_env_windows", {})
         if m not in cache:
-            cache[m] = signal.get_window("hann", m, fftbins=True).astype(np.float32)
+            cache[m] = periodic_window("hann", m).astype(np.float32)
         w: F32 = cache[m]
         return w
 

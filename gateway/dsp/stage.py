@@ -16,8 +16,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.config.plant import Asset, Channel
 from gateway.core.clock import Clock
@@ -36,6 +38,57 @@ BATCH = 64
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
 
+def extractor_key(ch: Channel, asset: Asset | None) -> tuple[object, ...]:
+    """What a channel's ``ChannelExtractor`` depends on besides the DSP config."""
+    if asset is None:
+        return (ch.kind, ch.unit, ch.sample_rate_hz)
+    b = asset.bearing
+    geometry = None if b is None else tuple(b.model_dump().values())
+    return (
+        ch.kind,
+        ch.unit,
+        ch.sample_rate_hz,
+        asset.shaft_speed_hz,
+        bool(asset.speed_channel),
+        geometry,
+    )
+
+
+@dataclass
+class _Framed:
+    """The windows one block completed, waiting for their batch's features."""
+
+    asset: str
+    channel: str
+    ex: ChannelExtractor
+    shaft_hz: float | None
+    data: npt.NDArray[np.float32]  #: (k, window), owned
+    start_ts_ns: npt.NDArray[np.int64]
+    sample_rate_hz: float
+    quality: Quality
+    values: npt.NDArray[np.float64] | None = None  #: (k, F) once computed
+
+    def frames(self, now: int, window: int) -> list[FeatureFrame]:
+        assert self.values is not None
+        span = round(window / self.sample_rate_hz * 1e9)
+        ex = self.ex
+        return [
+            FeatureFrame(
+                self.asset,
+                self.channel,
+                int(t),
+                int(t) + span,
+                now,
+                F.SCHEMA_VERSION,
+                ex.names,
+                ex.units,
+                row,
+                self.quality,
+            )
+            for t, row in zip(self.start_ts_ns, self.values, strict=True)
+        ]
+
+
 class DspProcessor:
     """The pure part: framing, features and speed tracking, no I/O and no asyncio."""
 
@@ -51,11 +104,17 @@ class DspProcessor:
         self.framers = {
             c: Framer(cfg.window, cfg.hop) for c, ch in channels.items() if ch.is_waveform
         }
-        self.extractors = {
-            c: ChannelExtractor(ch, assets.get(self.asset_of.get(c, "")), cfg)
-            for c, ch in channels.items()
-            if ch.is_waveform
-        }
+        # channels whose extraction is configured alike share one extractor, so that their
+        # windows are computed in one batch
+        shared: dict[tuple[object, ...], ChannelExtractor] = {}
+        self.extractors: dict[str, ChannelExtractor] = {}
+        for c, ch in channels.items():
+            if ch.is_waveform:
+                asset = assets.get(self.asset_of.get(c, ""))
+                key = extractor_key(ch, asset)
+                if key not in shared:
+                    shared[key] = ChannelExtractor(ch, asset, cfg)
+                self.extractors[c] = shared[key]
         #: speed channel -> the assets it gives the shaft speed of (machines may share a shaft)
         self.speed_of: dict[str, list[str]] = {}
         for name, a in assets.items():
@@ -65,43 +124,59 @@ class DspProcessor:
         self._last: dict[str, Reading] = {}
 
     def process(self, items: list[SampleBlock | Reading]) -> list[FeatureFrame]:
-        out: list[FeatureFrame] = []
+        """Frames of ``items``, in item order. The windows of all blocks are framed first, then
+        computed in one batch per extractor and shaft speed (results do not depend on how
+        windows are batched)."""
+        now = self.now_ns()
+        slots: list[list[FeatureFrame] | _Framed] = []
+        groups: dict[tuple[int, float | None], list[_Framed]] = {}
         for item in items:
             if isinstance(item, SampleBlock):
-                out += self._block(item)
+                framed = self._frame(item)
+                if framed is not None:
+                    slots.append(framed)
+                    groups.setdefault((id(framed.ex), framed.shaft_hz), []).append(framed)
             else:
-                out.append(self._reading(item))
+                slots.append([self._reading(item, now)])
+        for members in groups.values():
+            ex, shaft = members[0].ex, members[0].shaft_hz
+            data = (
+                members[0].data if len(members) == 1 else np.concatenate([m.data for m in members])
+            )
+            values = ex.compute(data, shaft)
+            row = 0
+            for m in members:
+                m.values = values[row : row + len(m.start_ts_ns)]
+                row += len(m.start_ts_ns)
+        out: list[FeatureFrame] = []
+        for slot in slots:
+            if isinstance(slot, list):
+                out += slot
+            else:
+                out += slot.frames(now, self.cfg.window)
         return out
 
-    def _block(self, block: SampleBlock) -> list[FeatureFrame]:
+    def _frame(self, block: SampleBlock) -> _Framed | None:
         framer = self.framers.get(block.channel)
         if framer is None:
-            return []
+            return None
         w = framer.push(block)
         if w is None:
-            return []
+            return None
         asset = self.asset_of[block.channel]
-        ex = self.extractors[block.channel]
-        values = ex.compute(w.data, self.shaft_hz.get(asset))
-        span = round(self.cfg.window / w.sample_rate_hz * 1e9)
-        now = self.now_ns()
-        return [
-            FeatureFrame(
-                asset,
-                block.channel,
-                int(t),
-                int(t) + span,
-                now,
-                F.SCHEMA_VERSION,
-                ex.names,
-                ex.units,
-                row,
-                w.quality,
-            )
-            for t, row in zip(w.start_ts_ns, values, strict=True)
-        ]
+        # a copy: the framer's windows are only valid until its next push
+        return _Framed(
+            asset,
+            block.channel,
+            self.extractors[block.channel],
+            self.shaft_hz.get(asset),
+            np.array(w.data, dtype=np.float32),
+            w.start_ts_ns,
+            w.sample_rate_hz,
+            w.quality,
+        )
 
-    def _reading(self, r: Reading) -> FeatureFrame:
+    def _reading(self, r: Reading, now: int) -> FeatureFrame:
         prev = self._last.get(r.channel)
         rate = 0.0
         if prev is not None and r.source_ts_ns > prev.source_ts_ns:  # _last holds no Bad values
@@ -117,7 +192,7 @@ class DspProcessor:
             r.channel,
             r.source_ts_ns,
             r.source_ts_ns,
-            self.now_ns(),
+            now,
             F.SCHEMA_VERSION,
             tuple(n for n, _ in F.SCALAR),
             F.units_for(F.SCALAR, ch.unit),
@@ -164,10 +239,10 @@ class DspStage:
                 except QueueClosed:
                     return
                 frames = await loop.run_in_executor(executor, self.proc.process, items)
-                for frame in frames:
-                    await self.out.put(frame)
-                    self.frames += 1
-                    if self.on_frame is not None:
+                await self.out.put_many(frames)
+                self.frames += len(frames)
+                if self.on_frame is not None:
+                    for frame in frames:
                         self.on_frame(frame)
         finally:
             executor.shutdown(wait=False)

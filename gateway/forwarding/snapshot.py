@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import zlib
 
 import numpy as np
@@ -47,6 +48,17 @@ def decode_channel(data: str, dtype: str, scale: float) -> FloatArray:
     return (arr * np.float32(scale)).astype(np.float32)
 
 
+def finite_features(frame: FeatureFrame | None) -> dict[str, float]:
+    """A frame's finite feature values by name (empty without a frame)."""
+    if frame is None:
+        return {}
+    return {
+        n: v
+        for n, v in zip(frame.names, np.asarray(frame.values).tolist(), strict=True)
+        if math.isfinite(v)
+    }
+
+
 class SnapshotCapture:
     """Watches the records on their way to the store; ``capture`` returns snapshot rows.
     ``asset_channels``: every channel of each asset (raw samples come from those with a ring,
@@ -56,7 +68,7 @@ class SnapshotCapture:
         self, cfg: ForwardingConfig, asset_channels: dict[str, list[str]], tap: RawTap
     ) -> None:
         self.cfg, self.asset_channels, self.tap = cfg, asset_channels, tap
-        self._features: dict[tuple[str, str], dict[str, float]] = {}
+        self._features: dict[tuple[str, str], FeatureFrame] = {}
         self._score: dict[str, Score] = {}
         self._last_ambiguous: dict[str, int] = {}
         self.captured: dict[str, int] = {}
@@ -64,9 +76,7 @@ class SnapshotCapture:
     def _trigger(self, r: FeatureFrame | Score | object) -> tuple[str, str, int] | None:
         """``(asset, trigger, ts_ns)`` if ``r`` triggers a snapshot; keeps context otherwise."""
         if isinstance(r, FeatureFrame):
-            self._features[(r.asset, r.channel)] = {
-                n: float(v) for n, v in zip(r.names, r.values, strict=True) if np.isfinite(v)
-            }
+            self._features[(r.asset, r.channel)] = r  # its dict is only built for a snapshot
             return None
         if isinstance(r, Score):
             if r.shadow:
@@ -143,7 +153,7 @@ class SnapshotCapture:
                 "threshold": float(score.threshold) if score is not None else None,
                 "model_version": model_version,
                 "features": {
-                    ch: self._features.get((asset, ch), {})
+                    ch: finite_features(self._features.get((asset, ch)))
                     for ch in self.asset_channels.get(asset, [])
                 },
                 "channels": channels,

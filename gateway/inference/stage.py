@@ -267,18 +267,22 @@ class InferenceProcessor:
         one."""
         ms = self.set  # read once: a swap applies from the next batch
         models = ms.active
-        # group by asset and feature layout (frames of one channel share their names tuple)
-        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        # one interpreter call per group: the assets that share their scorers (active, fallback
+        # and shadow), with one feature layout (frames of a channel share their names tuple)
+        groups: dict[tuple[int, int, int, tuple[str, ...]], list[int]] = {}
         for i, f in enumerate(frames):
-            if f.asset in models:
-                key = (f.asset, f.names)
+            scorer = models.get(f.asset)
+            if scorer is not None:
+                fb, sh = ms.fallback.get(f.asset), ms.shadow.get(f.asset)
+                key = (id(scorer), id(fb), id(sh), f.names)
                 where = groups.get(key)
                 if where is None:
                     groups[key] = [i]
                 else:
                     where.append(i)
         scores: dict[int, list[Score]] = {}
-        for (asset, names), where in groups.items():
+        for (*_, names), where in groups.items():
+            asset = frames[where[0]].asset
             scorer = models[asset]
             idx = scorer.columns(names)
             if idx is None:
@@ -382,8 +386,9 @@ class InferenceStage:
                     frames = await self.inp.get_many(self.batch)
                 except QueueClosed:
                     return
-                for item in await loop.run_in_executor(executor, self.proc.process, frames):
-                    await self.out.put(item)
+                await self.out.put_many(
+                    await loop.run_in_executor(executor, self.proc.process, frames)
+                )
                 self.batches += 1
                 self.batch_done.set()
         finally:

@@ -26,11 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from gateway.alerts.actions import ActionRunner
 from gateway.alerts.stage import AlertStage
 from gateway.collectors.modbus.collector import ModbusCollector
-from gateway.collectors.opcua.collector import OpcUaCollector
 from gateway.config.schema import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.records import (
@@ -42,22 +41,26 @@ from gateway.core.records import (
     Score,
 )
 from gateway.dsp.stage import DspStage
-from gateway.forwarding.escalation import Escalator
 from gateway.forwarding.hub import ForwardingHub
 from gateway.forwarding.ring import TappedQueue
 from gateway.inference.lifecycle import ModelController, feature_check
 from gateway.inference.stage import InferenceStage, load_models
-from gateway.opcua_server.layout import layout_from_config
-from gateway.opcua_server.server import GatewayOpcUaServer
 from gateway.runtime.health import assess
 from gateway.runtime.http import HttpEndpoint
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.supervisor import Supervisor
+from gateway.runtime.threads import limit_native_threads
 from gateway.store.access import JournalAccess
 from gateway.store.journal import Journal
 from gateway.store.writer import StoreWriter
-from gateway.uplink.forwarder import InfluxForwarder
+
+if TYPE_CHECKING:  # imported where used: a gateway without them does not load their libraries
+    from gateway.alerts.actions import ActionRunner
+    from gateway.collectors.opcua.collector import OpcUaCollector
+    from gateway.forwarding.escalation import Escalator
+    from gateway.opcua_server.server import GatewayOpcUaServer
+    from gateway.uplink.forwarder import InfluxForwarder
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ def opcua_collectors(
     cfg: GatewayConfig, samples: BoundedQueue[SampleBlock | Reading], clock: Clock
 ) -> list[OpcUaCollector]:
     """One collector per ``[devices.opcua.<id>]``; they share the PKI under state_dir/pki."""
+    if not cfg.devices.opcua:
+        return []
+    from gateway.collectors.opcua.collector import OpcUaCollector
     from gateway.opcua_pki import Pki, default_application_uri
 
     pki = Pki(cfg.gateway.state_dir / "pki")
@@ -155,6 +161,8 @@ class Pipeline:
         )
         self.actions: ActionRunner | None = None
         if any(r.action is not None for r in cfg.alerts.rules.values()):
+            from gateway.alerts.actions import ActionRunner
+
             self.actions = ActionRunner(
                 dict(cfg.alerts.rules),
                 cfg.gateway.state_dir / "alert-actions.json",
@@ -164,6 +172,9 @@ class Pipeline:
             self.alerts.listeners.append(self.actions)
         self.opcua_server: GatewayOpcUaServer | None = None
         if cfg.opcua_server.enabled:
+            from gateway.opcua_server.layout import layout_from_config
+            from gateway.opcua_server.server import GatewayOpcUaServer
+
             layout = layout_from_config(dict(cfg.assets), dict(cfg.channels), cfg.dsp)
             self.opcua_server = GatewayOpcUaServer(
                 cfg.opcua_server,
@@ -208,6 +219,7 @@ class Pipeline:
 
     async def start(self) -> None:
         """Open the journal (``ResourceUnavailableError`` if impossible) and start all stages."""
+        limit_native_threads()
         influx = self.cfg.uplink.influxdb
         self.journal = Journal(
             self.cfg.store_path(),
@@ -225,10 +237,14 @@ class Pipeline:
         self.store.deriver = self.forwarding
         self._store_task = self.supervisor.start(self.store)
         if influx is not None:
+            from gateway.uplink.forwarder import InfluxForwarder
+
             self.uplink = InfluxForwarder(influx, access, self.clock)
             self.uplink.selector = self.forwarding.selector
             self._uplink_task = self.supervisor.start(self.uplink)
         if escalation is not None:
+            from gateway.forwarding.escalation import Escalator
+
             self.escalator = Escalator(escalation, self.cfg.forwarding, access, self.clock)
             if self.opcua_server is not None:
                 self.escalator.listeners.append(self.opcua_server)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from gateway.runtime.config import WhenFull as Policy
@@ -75,6 +76,29 @@ class BoundedQueue(Generic[T]):
             self.put_total += 1
             self._changed.notify_all()
             return accepted
+
+    async def put_many(self, items: Iterable[T]) -> int:
+        """Enqueue ``items`` in order, as ``put`` would one by one but waking getters once per
+        chunk that fits; returns how many items the policy discarded (these or older ones)."""
+        if self.policy != "block":
+            return sum([not await self.put(it) for it in items])
+        pending = list(items)
+        start = 0
+        while start < len(pending):
+            async with self._changed:
+                if self._closed:
+                    raise QueueClosed(self.name)
+                await self._changed.wait_for(
+                    lambda: len(self._items) < self.maxsize or self._closed
+                )
+                if self._closed:
+                    raise QueueClosed(self.name)
+                n = min(self.maxsize - len(self._items), len(pending) - start)
+                self._items.extend(pending[start : start + n])
+                self.put_total += n
+                start += n
+                self._changed.notify_all()
+        return 0
 
     async def get(self) -> T:
         """Dequeue the oldest item, waiting for one; ``QueueClosed`` once closed and empty."""

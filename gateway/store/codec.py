@@ -7,6 +7,8 @@ stored as JSON ``null`` (a value that could not be computed); the uplink leaves 
 
 from __future__ import annotations
 
+import numpy as np
+
 from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
 from gateway.store.journal import Row
 
@@ -25,7 +27,7 @@ def frame_row(f: FeatureFrame) -> Row:
             "gateway_ts_ns": f.gateway_ts_ns,
             "schema": f.schema_version,
             "quality": f.quality.name.lower(),
-            "features": dict(zip(f.names, (float(v) for v in f.values), strict=True)),
+            "features": dict(zip(f.names, np.asarray(f.values).tolist(), strict=True)),
             "units": dict(zip(f.names, f.units, strict=True)),
         },
     )

@@ -2,9 +2,11 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). On close it writes everything still queued,
-then returns. A batch that fails to write (a full disk, an I/O error) is kept and retried every
-``RETRY_S`` seconds; the failure and the recovery are logged once each, never dropped.
+journal's thread (fsync never blocks the event loop). A batch holding an alert or a sensor
+event is committed as soon as it is taken, without waiting for the interval. On close it writes
+everything still queued, then returns. A batch that fails to write (a full disk, an I/O error)
+is kept and retried every ``RETRY_S`` seconds; the failure and the recovery are logged once
+each, never dropped.
 With a ``deriver``, the rows it derives from each batch (and from ``flush`` at close) are
 journaled with the batch.
 """
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.core.clock import Clock
@@ -24,7 +26,7 @@ from gateway.runtime.queues import QueueClosed
 from gateway.store.access import JournalAccess
 from gateway.store.codec import StoreRecord, record_row
 from gateway.store.config import StoreConfig
-from gateway.store.journal import Row
+from gateway.store.journal import PRIORITY_KINDS, Row
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
@@ -64,6 +66,8 @@ class StoreWriter:
         self.flushed = asyncio.Event()  # set after every commit (waiters clear it)
         #: when set, rows it derives from each batch are journaled with it
         self.deriver: Deriver | None = None
+        #: called on the event loop with each batch of rows just committed (must not keep it)
+        self.on_commit: list[Callable[[Sequence[Row]], None]] = []
 
     @property
     def pending(self) -> int:
@@ -104,9 +108,13 @@ class StoreWriter:
                     items = await self.inp.get_many(self.cfg.batch_max - len(self._pending))
                 if not self._pending:
                     first_at = loop.time()
-                self._pending += [record_row(r) for r in items]
+                rows = [record_row(r) for r in items]
+                self._pending += rows
                 if self.deriver is not None:
                     self._pending += await self.deriver.derive(items)
+                if any(r.kind in PRIORITY_KINDS for r in rows):
+                    await self.flush()  # an alert is committed at once, with what came before
+                    continue
             except TimeoutError:
                 pass
             except QueueClosed:
@@ -139,6 +147,8 @@ class StoreWriter:
                 log.info("store writes work again")
                 self._failing = False
             self._pending = []
+            for observer in self.on_commit:
+                observer(batch)
             self.access.notify_appended()
             self.flushed.set()
             if self.written == 0:

@@ -58,3 +58,31 @@ async def test_close_wakes_a_waiting_getter() -> None:
     await q.close()
     with pytest.raises(QueueClosed):
         await getter
+
+
+async def test_put_many_blocks_in_chunks_and_keeps_order() -> None:
+    q: BoundedQueue[int] = BoundedQueue("q", 3, "block")
+    putter = asyncio.create_task(q.put_many(range(8)))
+    await asyncio.sleep(0)
+    assert not putter.done() and len(q) == 3  # filled to the bound, waits for room
+    got: list[int] = []
+    while len(got) < 8:
+        got += await q.get_many(2)
+    assert await putter == 0
+    assert got == list(range(8))
+    assert q.put_total == 8 and q.dropped == 0
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+async def test_put_many_applies_the_drop_policies_item_by_item(policy: str) -> None:
+    q: BoundedQueue[int] = BoundedQueue("q", 3, policy)  # type: ignore[arg-type]
+    assert await q.put_many(range(5)) == 2
+    assert q.dropped == 2
+    assert await q.get_many(10) == ([2, 3, 4] if policy == "drop_oldest" else [0, 1, 2])
+
+
+async def test_put_many_after_close_raises() -> None:
+    q: BoundedQueue[int] = BoundedQueue("q", 3, "block")
+    await q.close()
+    with pytest.raises(QueueClosed):
+        await q.put_many([1])

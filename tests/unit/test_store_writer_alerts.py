@@ -1,0 +1,45 @@
+"""The store writer commits a batch holding an alert at once; other records wait for the
+batch size or the flush interval. Commit observers see each committed batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.core.clock import FakeClock
+from gateway.runtime.queues import BoundedQueue
+from gateway.store.access import JournalAccess
+from gateway.store.codec import StoreRecord
+from gateway.store.config import StoreConfig
+from gateway.store.journal import Journal, Row
+from gateway.store.writer import StoreWriter
+from tests.uplink.records import alert, frame, score
+
+
+async def test_alert_is_committed_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    access = JournalAccess(j)
+    q: BoundedQueue[StoreRecord] = BoundedQueue("records", 1000)
+    # an interval no test waits for: only the alert can make the writer commit
+    writer = StoreWriter(StoreConfig(batch_max=1000, flush_interval_s=60), access, q, FakeClock())
+    commits: list[list[str]] = []
+    done = asyncio.Event()
+
+    def seen(rows: Sequence[Row]) -> None:
+        commits.append([r.kind for r in rows])
+        done.set()
+
+    writer.on_commit.append(seen)
+    task = asyncio.create_task(writer.run())
+    await q.put_many([frame(0), score(1)])
+    while writer.pending < 2:  # taken, held for the interval
+        await asyncio.sleep(0)
+    assert commits == [] and j.count("feature") == 0
+    await q.put(alert(2))
+    await asyncio.wait_for(done.wait(), 60)  # a hang guard: without the rule it never commits
+    assert commits == [["feature", "score", "alert"]]  # with what came before, in order
+    assert j.count("alert") == 1 and j.count("feature") == 1
+    await q.close()
+    await task
+    writer.close()
