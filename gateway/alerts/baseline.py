@@ -33,10 +33,9 @@ class Baseline:
 
     def observe(self, frame: FeatureFrame, learn: bool) -> None:
         c = self._ch.get(frame.channel)
-        x = np.array(frame.values, dtype=np.float64)
-        finite = np.isfinite(x)
-        if not finite.all():
-            x[~finite] = 0.0
+        x = np.asarray(frame.values, dtype=np.float64)  # kept, never written
+        if not np.isfinite(x).all():
+            x = np.where(np.isfinite(x), x, 0.0)
         if c is None or c.names != frame.names:
             self._ch[frame.channel] = _Channel(frame.names, x)
             return
@@ -45,8 +44,10 @@ class Baseline:
                 c.mean = c.last.copy()
             else:
                 d = c.last - c.mean
-                c.mean += self.alpha * d
-                c.var = (1.0 - self.alpha) * (c.var + self.alpha * d * d)
+                ad = d * self.alpha
+                c.mean += ad
+                c.var += ad * d
+                c.var *= 1.0 - self.alpha
             c.n += 1
         c.last = x
 

@@ -66,8 +66,12 @@ class AlertEngine:
             for name, r in cfg.rules.items()
         }
         self._by_asset: dict[str, list[str]] = {}
+        self._score_rules: dict[str, list[str]] = {}  # by asset
+        self._frame_rules: dict[str, list[str]] = {}  # by asset: every rule but score rules
         for name, r in cfg.rules.items():
             self._by_asset.setdefault(r.asset, []).append(name)
+            by = self._score_rules if r.source == "score" else self._frame_rules
+            by.setdefault(r.asset, []).append(name)
         self.baselines = {a: Baseline(cfg.baseline_alpha, cfg.baseline_min_windows) for a in assets}
         self.models: dict[str, tuple[str, str]] = {}
         self._source_down: set[str] = set()
@@ -98,10 +102,10 @@ class AlertEngine:
             return []
         self.models[score.asset] = (score.model_id, score.model_version)
         out: list[AlertEvent] = []
-        for name in self._by_asset.get(score.asset, ()):
+        for name in self._score_rules.get(score.asset, ()):
             st = self.states[name]
             r = st.rule
-            if r.source != "score" or (r.channel is not None and r.channel != score.channel):
+            if r.channel is not None and r.channel != score.channel:
                 continue
             hi, lo = r.levels
             st.model = (score.model_id, score.model_version)
@@ -113,11 +117,11 @@ class AlertEngine:
     def on_frame(self, frame: FeatureFrame) -> list[AlertEvent]:
         out: list[AlertEvent] = []
         ts = frame.end_ts_ns
-        names = self._by_asset.get(frame.asset, ())
+        names = self._frame_rules.get(frame.asset, ())
         for name in names:
             st = self.states[name]
             r = st.rule
-            if r.channel != frame.channel or r.source == "score":
+            if r.channel != frame.channel:
                 continue
             if r.source == "sensor":
                 out += self._sensor(name, st, frame)

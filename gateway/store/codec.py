@@ -9,26 +9,39 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
+from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Quality, Score
 from gateway.store.journal import Row
 
 StoreRecord = FeatureFrame | Score | AlertEvent | ActionRecord
 
 
+_QUALITY = {q: q.name.lower() for q in Quality}
+#: the units object of each feature layout, shared by the rows of that layout (rows are not
+#: modified once made; a gateway has a handful of layouts)
+_UNITS: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, str]] = {}
+
+
+def _units(names: tuple[str, ...], units: tuple[str, ...]) -> dict[str, str]:
+    got = _UNITS.get((names, units))
+    if got is None:
+        got = _UNITS[(names, units)] = dict(zip(names, units, strict=True))
+    return got
+
+
 def frame_row(f: FeatureFrame) -> Row:
     """A ``FeatureFrame`` as a ``feature`` row at its window start."""
     return Row(
-        kind="feature",
-        ts_ns=f.start_ts_ns,
-        asset=f.asset,
-        channel=f.channel,
-        payload={
+        "feature",
+        f.start_ts_ns,
+        f.asset,
+        f.channel,
+        {
             "end_ts_ns": f.end_ts_ns,
             "gateway_ts_ns": f.gateway_ts_ns,
             "schema": f.schema_version,
-            "quality": f.quality.name.lower(),
+            "quality": _QUALITY[f.quality],
             "features": dict(zip(f.names, np.asarray(f.values).tolist(), strict=True)),
-            "units": dict(zip(f.names, f.units, strict=True)),
+            "units": _units(f.names, f.units),
         },
     )
 

@@ -1,0 +1,192 @@
+"""One end-to-end benchmark run in a process of its own (``test_bench_e2e.py`` starts it), so that
+its CPU time and RSS are the gateway's alone, not the test runner's or the simulator's.
+
+``python -m tests.benchmarks.e2e_gateway --channels N --signal S.npy --state DIR --out R.json``
+
+N vibration channels at 25.6 kHz are fed in real time (0.1 s blocks, cut from the recorded
+signal ``S.npy``) into the pipeline's ``samples`` queue, as devices of 16 channels would deliver
+them: a device's 16 blocks together, the devices at phases spread evenly over the 0.1 s period
+(as independently polled devices do), through DSP, the shipped LiteRT model,
+the alert engine and the SQLite store (``synchronous=FULL``). Every asset has a score rule, as
+in production; every 8th channel also has a level rule on its window RMS set at the signal's
+median RMS, with no delays, so that it raises and clears all the time: those alerts give the
+latency from the arrival of the block that completes a window to the alert on that window
+committed in the journal. Written to ``R.json``: CPU time over wall time after a warm-up (a
+fraction of one core), the window-to-alert-evaluation delays of every score, the
+window-to-alert-committed delays, and the process's RSS at the end of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gateway.alerts.engine import AlertEngine
+from gateway.config.schema import GatewayConfig
+from gateway.core.records import AlertEvent, FeatureFrame, SampleBlock, Score
+from gateway.inference.features import dsp_for
+from gateway.inference.manifest import read_manifest
+from gateway.runtime.pipeline import Pipeline
+from gateway.store.journal import Row
+
+FS = 25_600.0
+BLOCK = 2560  # 0.1 s
+WARMUP_S = 3.0
+LEVEL_EVERY = 8  # every 8th channel has a flapping level rule
+PER_DEVICE = 16  # channels per simulated device (their blocks arrive together)
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def median_rms(base: np.ndarray, window: int, hop: int) -> float:
+    w = np.lib.stride_tricks.sliding_window_view(base, window)[::hop]
+    return float(np.median(np.sqrt(np.mean(w.astype(np.float64) ** 2, axis=1))))
+
+
+class Delays:
+    """Per window end time, the delay since its completing block arrived."""
+
+    def __init__(self, t0_ns: int, arrivals: dict[tuple[int, int], float]) -> None:
+        self.t0_ns, self.arrivals = t0_ns, arrivals
+        self.after = float("inf")  # perf_counter after which delays count (warm-up excluded)
+        self.evaluated: list[float] = []
+        self.committed: list[float] = []
+
+    def delay(self, end_ts_ns: int, channel: str, now: float) -> float | None:
+        last_sample = round((end_ts_ns - self.t0_ns) * FS / 1e9) - 1
+        arrived = self.arrivals.get((last_sample // BLOCK, int(channel[1:]) // PER_DEVICE))
+        return now - arrived if arrived is not None and arrived >= self.after else None
+
+    async def publish(
+        self, items: Sequence[FeatureFrame | Score], events: Sequence[AlertEvent], _: AlertEngine
+    ) -> None:
+        now = time.perf_counter()
+        for it in items:
+            if isinstance(it, Score) and (d := self.delay(it.ts_ns, it.channel, now)) is not None:
+                self.evaluated.append(d)
+
+    def on_commit(self, rows: Sequence[Row]) -> None:
+        now = time.perf_counter()
+        for r in rows:
+            if r.kind == "alert" and (d := self.delay(r.ts_ns, r.channel, now)) is not None:
+                self.committed.append(d)
+
+
+def config(channels: int, state: Path, level: float) -> GatewayConfig:
+    model = MODELS / "motor-pump"  # the shipped model (gateway.demo would load the simulators)
+    manifest = read_manifest(model)
+    rules: dict[str, dict[str, object]] = {
+        f"r{i}": {
+            "asset": f"a{i}",
+            "source": "score",
+            "raise_level": manifest.threshold,
+            "clear_level": 0.8 * manifest.threshold,
+        }
+        for i in range(channels)
+    }
+    for i in range(0, channels, LEVEL_EVERY):
+        rules[f"level{i}"] = {
+            "asset": f"a{i}",
+            "source": "feature",
+            "channel": f"c{i}",
+            "feature": "rms",
+            "raise_level": level,
+            "clear_level": level * (1 - 1e-6),
+            "on_n": 1,
+            "on_m": 1,
+            "off_n": 1,
+            "off_m": 1,
+        }
+    raw = {
+        "gateway": {"state_dir": str(state)},
+        "dsp": dsp_for(manifest.dsp, FS).model_dump(mode="json"),
+        "channels": {f"c{i}": {"kind": "vibration", "sample_rate_hz": FS} for i in range(channels)},
+        "assets": {
+            f"a{i}": {"channels": [f"c{i}"], "shaft_speed_hz": 24.75} for i in range(channels)
+        },
+        "models": {
+            "assets": {f"a{i}": "motor-pump" for i in range(channels)},
+            "paths": {"motor-pump": str(model)},
+        },
+        "alerts": {"rules": rules},
+        "runtime": {
+            "http": {"enabled": False},
+            "queues": {"samples": {"size": 4 * channels}, "records": {"size": 64 * channels}},
+        },
+    }
+    return GatewayConfig.model_validate(raw)
+
+
+async def run(channels: int, base: np.ndarray, state: Path, run_s: float) -> dict[str, object]:
+    cfg0 = config(channels, state, 1.0)
+    level = median_rms(base, cfg0.dsp.window, cfg0.dsp.hop)
+    pipe = Pipeline(config(channels, state, level))
+    t0_ns = time.time_ns()
+    arrivals: dict[tuple[int, int], float] = {}
+    delays = Delays(t0_ns, arrivals)
+    pipe.alerts.publishers.append(delays)
+    await pipe.start()
+    assert pipe.store is not None
+    pipe.store.on_commit.append(delays.on_commit)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    blocks = int(run_s * FS / BLOCK)
+    looped = np.concatenate((base, base))
+    c0 = w0 = 0.0
+    devices = max(1, channels // PER_DEVICE)
+    period = BLOCK / FS
+    for k in range(blocks):
+        if k == int(WARMUP_S * FS / BLOCK):
+            c0, w0 = time.process_time(), time.perf_counter()
+            delays.after = w0
+        off = (k * BLOCK) % base.shape[0]
+        seg = looped[off : off + BLOCK]  # a read-only view shared by every channel's block
+        ts = t0_ns + round(k * BLOCK / FS * 1e9)
+        for d in range(devices):  # each device delivers its channels' blocks at its own phase
+            due = start + (k + 1) * period + d * period / devices
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            arrivals[(k, d)] = time.perf_counter()
+            await pipe.samples.put_many(
+                [
+                    SampleBlock(f"c{i}", ts, ts, FS, seg, k * BLOCK)
+                    for i in range(d * PER_DEVICE, min(channels, (d + 1) * PER_DEVICE))
+                ]
+            )
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    rss = rss_bytes()
+    await pipe.stop()
+    return {
+        "cpu_fraction": cpu / wall,
+        "evaluated_s": delays.evaluated,
+        "committed_s": delays.committed,
+        "rss_bytes": rss,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--channels", type=int, required=True)
+    ap.add_argument("--signal", type=Path, required=True)
+    ap.add_argument("--state", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seconds", type=float, default=12.0)
+    a = ap.parse_args()
+    base = np.load(a.signal).astype(np.float32)
+    result = asyncio.run(run(a.channels, base, a.state, a.seconds))
+    a.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
