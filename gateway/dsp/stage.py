@@ -33,7 +33,7 @@ from gateway.runtime.queues import BoundedQueue, QueueClosed
 log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
-BATCH = 64
+BATCH = 256
 #: units a speed channel may use, as factors to Hz (checked at config load)
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
@@ -164,13 +164,12 @@ class DspProcessor:
         if w is None:
             return None
         asset = self.asset_of[block.channel]
-        # a copy: the framer's windows are only valid until its next push
         return _Framed(
             asset,
             block.channel,
             self.extractors[block.channel],
             self.shaft_hz.get(asset),
-            np.array(w.data, dtype=np.float32),
+            w.data,
             w.start_ts_ns,
             w.sample_rate_hz,
             w.quality,

@@ -34,8 +34,19 @@ def signal(path: Path) -> Path:
 def run(channels: int, sig: Path, tmp: Path) -> dict[str, object]:
     out = tmp / f"result-{channels}.json"
     subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.e2e_gateway", "--channels", str(channels)]
-        + ["--signal", str(sig), "--state", str(tmp / f"state-{channels}"), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.e2e_gateway",
+            "--channels",
+            str(channels),
+            "--signal",
+            str(sig),
+            "--state",
+            str(tmp / f"state-{channels}"),
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         check=True,
         timeout=600,
@@ -54,12 +65,14 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
         r = run(channels, sig, tmp_path)
         frac, rss = float(r["cpu_fraction"]), int(r["rss_bytes"])  # type: ignore[arg-type]
         evaluated, committed = r["evaluated_s"], r["committed_s"]
-        assert isinstance(evaluated, list) and isinstance(committed, list)
+        assert isinstance(evaluated, list)
+        assert isinstance(committed, list)
         assert len(evaluated) > channels  # every channel's windows were measured
         assert len(committed) > channels // 8  # the level rules raised and cleared
         p50, p99 = pct(committed, 50), pct(committed, 99)
         e50, e99 = pct(evaluated, 50), pct(evaluated, 99)
-        assert math.isfinite(p99) and math.isfinite(e99)
+        assert math.isfinite(p99)
+        assert math.isfinite(e99)
         print(
             f"\n[bench] end to end, {channels} ch x 25.6 kHz: {frac:.2f} of one core "
             f"(goal < 0.5 at 256); window-to-alert-committed p50 {p50:.1f} ms p99 {p99:.1f} ms "

@@ -69,9 +69,7 @@ async def test_pipeline_scores_every_window_once(
     assert sorted((s.channel, s.ts_ns) for s in scores) == sorted(
         (f.channel, f.ts_ns + round(1024 / 5120 * 1e9)) for f in vib
     )
-    assert {(s.payload["model_id"], s.model_version) for s in scores} == {
-        ("small-pump", "7")
-    }
+    assert {(s.payload["model_id"], s.model_version) for s in scores} == {("small-pump", "7")}
     thr = r.manifest.threshold
     m1 = [s.payload["score"] for s in scores if s.asset == "m1"]
     m2 = [s.payload["score"] for s in scores if s.asset == "m2"]

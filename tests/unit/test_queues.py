@@ -64,13 +64,15 @@ async def test_put_many_blocks_in_chunks_and_keeps_order() -> None:
     q: BoundedQueue[int] = BoundedQueue("q", 3, "block")
     putter = asyncio.create_task(q.put_many(range(8)))
     await asyncio.sleep(0)
-    assert not putter.done() and len(q) == 3  # filled to the bound, waits for room
+    assert not putter.done()
+    assert len(q) == 3
     got: list[int] = []
     while len(got) < 8:
         got += await q.get_many(2)
     assert await putter == 0
     assert got == list(range(8))
-    assert q.put_total == 8 and q.dropped == 0
+    assert q.put_total == 8
+    assert q.dropped == 0
 
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
