@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from gateway.alerts import iso20816
-from gateway.alerts.baseline import Baseline
+from gateway.alerts.baseline import BaselineBank
 from gateway.alerts.config import AlertRule, AlertsConfig
 from gateway.config.plant import Asset
 from gateway.core.records import AlertEvent, AlertState, FeatureFrame, Quality, Score, Severity
@@ -72,7 +72,7 @@ class AlertEngine:
             self._by_asset.setdefault(r.asset, []).append(name)
             by = self._score_rules if r.source == "score" else self._frame_rules
             by.setdefault(r.asset, []).append(name)
-        self.baselines = {a: Baseline(cfg.baseline_alpha, cfg.baseline_min_windows) for a in assets}
+        self.baseline = BaselineBank(cfg.baseline_alpha, cfg.baseline_min_windows)
         self.models: dict[str, tuple[str, str]] = {}
         self._source_down: set[str] = set()
 
@@ -143,9 +143,8 @@ class AlertEngine:
                     f"{iso20816.zone(mc, x)} ({mc}, zone {r.zone} from {hi} mm/s)"
                 )
             out += self._step(name, st, x >= hi, x < lo, ts)
-        baseline = self.baselines.get(frame.asset)
-        if baseline is not None and frame.quality == Quality.GOOD:
-            baseline.observe(frame, learn=self.max_severity(frame.asset) == 0)
+        if frame.quality == Quality.GOOD and frame.asset in self.assets:
+            self.baseline.observe(frame, learn=self.max_severity(frame.asset) == 0)
         return out
 
     def tick(self, now_ns: int) -> list[AlertEvent]:
@@ -251,8 +250,7 @@ class AlertEngine:
             st.model = self.models.get(st.rule.asset, ("", ""))
         top: tuple[tuple[str, float], ...] = ()
         if st.rule.category == "machine" and self.cfg.top_features:
-            b = self.baselines.get(st.rule.asset)
-            top = b.top(self.cfg.top_features) if b else ()
+            top = self.baseline.top(st.rule.asset, self.cfg.top_features)
         return [self._event(name, st, AlertState.RAISED, ts, f"raised: {st.detail}", top)]
 
     def _clear(self, name: str, st: RuleState, ts: int) -> list[AlertEvent]:
