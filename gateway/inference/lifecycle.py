@@ -125,7 +125,7 @@ class ModelController:
             await self._check_faults()
             await self._check_shadows()
             await self._check_probation()
-            self._write_stats()
+            await self._write_stats()
             if self.out is not None:
                 while self._pending:
                     await self.out.put(self._pending.pop(0))
@@ -373,11 +373,11 @@ class ModelController:
                 versions.setdefault(version, {})["shadow" if shadow else "active"] = st.summary()
         return dict(out)
 
-    def _write_stats(self) -> None:
+    async def _write_stats(self) -> None:
         stats = self.summary()
         if stats != self._last_stats:
-            try:
-                self.registry.write_stats(stats)
+            try:  # a file write: off the event loop
+                await asyncio.to_thread(self.registry.write_stats, stats)
             except OSError as exc:
                 log.warning("cannot write the model summary: %s", exc)
             self._last_stats = stats
