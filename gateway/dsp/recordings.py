@@ -10,13 +10,16 @@ Bad files raise ``ValueError`` with the file name and the reason.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from scipy.io import wavfile
 
 F32 = npt.NDArray[np.float32]
+T = TypeVar("T")
 FORMATS = (".npy", ".csv", ".wav")
 
 
@@ -26,7 +29,7 @@ def read_recording(path: Path) -> tuple[list[str], F32]:
         raise ValueError(f"{path}: unsupported format {suffix!r} (use {', '.join(FORMATS)})")
     try:
         if suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
+            data = _parse(lambda: np.load(path, allow_pickle=False))
             names: list[str] = []
         elif suffix == ".csv":
             names, data = _read_csv(path)
@@ -63,8 +66,21 @@ def _is_number(s: str) -> bool:
     return True
 
 
+def _parse(read: Callable[[], T]) -> T:
+    """``read()``, a third-party parser of ``path``. On a malformed file these raise more than
+    ``ValueError`` (``struct.error``, ``tokenize.TokenError``, ``SyntaxError``, even
+    ``UnboundLocalError`` from scipy's WAV reader): any exception of theirs means the file cannot
+    be read, and becomes a ``ValueError`` (which ``read_recording`` prefixes with the path)."""
+    try:
+        return read()
+    except (OSError, ValueError, EOFError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise ValueError(f"malformed file ({type(exc).__name__}: {exc})") from None
+
+
 def _read_wav(path: Path) -> npt.NDArray[np.floating]:
-    _, raw = wavfile.read(path)
+    _, raw = _parse(lambda: wavfile.read(path))
     data = np.asarray(raw)
     scale = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}.get(data.dtype)
     if scale is not None:
