@@ -12,7 +12,6 @@ Drains its input on close, then returns.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,8 @@ from gateway.dsp import features as F
 from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
 from gateway.dsp.framing import Framer
-from gateway.runtime.queues import BoundedQueue, QueueClosed
+from gateway.runtime.offload import run_batches
+from gateway.runtime.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
 
@@ -229,19 +229,17 @@ class DspStage:
         return self.proc.process([item])
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsp")
         try:
-            while True:
-                try:
-                    items = await self.inp.get_many(BATCH)
-                except QueueClosed:
-                    return
-                frames = await loop.run_in_executor(executor, self.proc.process, items)
-                await self.out.put_many(frames)
-                self.frames += len(frames)
-                if self.on_frame is not None:
-                    for frame in frames:
-                        self.on_frame(frame)
+            await run_batches(
+                lambda: self.inp.get_many(BATCH), self.proc.process, self._emit, executor
+            )
         finally:
             executor.shutdown(wait=False)
+
+    async def _emit(self, frames: list[FeatureFrame]) -> None:
+        await self.out.put_many(frames)
+        self.frames += len(frames)
+        if self.on_frame is not None:
+            for frame in frames:
+                self.on_frame(frame)

@@ -41,7 +41,8 @@ from gateway.inference.crypto import read_key
 from gateway.inference.registry import Registry
 from gateway.inference.runtime import ModelRunner
 from gateway.inference.scorer import Scorer, load_scorer
-from gateway.runtime.queues import BoundedQueue, QueueClosed
+from gateway.runtime.offload import run_batches
+from gateway.runtime.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -378,21 +379,18 @@ class InferenceStage:
         }
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         try:
-            while True:
-                try:
-                    frames = await self.inp.get_many(self.batch)
-                except QueueClosed:
-                    return
-                await self.out.put_many(
-                    await loop.run_in_executor(executor, self.proc.process, frames)
-                )
-                self.batches += 1
-                self.batch_done.set()
+            await run_batches(
+                lambda: self.inp.get_many(self.batch), self.proc.process, self._emit, executor
+            )
         finally:
             executor.shutdown(wait=False)
+
+    async def _emit(self, items: list[FeatureFrame | Score]) -> None:
+        await self.out.put_many(items)
+        self.batches += 1
+        self.batch_done.set()
 
 
 def _slot_status(ms: ModelSet, asset: str) -> dict[str, dict[str, str]]:
