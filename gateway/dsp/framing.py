@@ -31,44 +31,62 @@ class Windows:
 
 
 class Framer:
-    """Framing state of one channel. Holds fewer than ``window + hop`` samples between pushes."""
+    """Framing state of one channel. Holds fewer than ``window + hop`` samples between pushes,
+    in a preallocated buffer (grown only for blocks longer than ``hop``) reused for the life
+    of the framer; the windows a push returns are views of it, valid until the next push."""
 
     def __init__(self, window: int, hop: int) -> None:
         if not 0 < hop <= window:
             raise ValueError("need 0 < hop <= window")
         self.window, self.hop = window, hop
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_seq = 0  # sequence of _buf[0]
-        self._buf_ts_ns = 0  # source time of _buf[0]
+        self._mem = np.empty(window + hop, dtype=np.float32)
+        self._start = 0  # the held samples are _mem[_start : _start + _n]
+        self._n = 0
+        self._buf_seq = 0  # sequence of the first held sample
+        self._buf_ts_ns = 0  # source time of the first held sample
         self._fs = 0.0
         self._quality = Quality.GOOD
         self.gaps = 0
 
     def reset(self) -> None:
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._start = self._n = 0
+
+    def _append(self, samples: npt.NDArray[np.float32]) -> None:
+        """Move the held samples to the front (the last push's windows expire now) and append."""
+        n, add = self._n, samples.shape[0]
+        if n + add > self._mem.shape[0]:
+            mem = np.empty(max(2 * self._mem.shape[0], n + add), dtype=np.float32)
+            mem[:n] = self._mem[self._start : self._start + n]
+            self._mem = mem
+        elif self._start:
+            self._mem[:n] = self._mem[self._start : self._start + n]  # overlap-safe copy
+        self._start = 0
+        self._mem[n : n + add] = samples
+        self._n = n + add
 
     def push(self, block: SampleBlock) -> Windows | None:
         """Add ``block``; return the windows completed by it, or None."""
         if block.quality == Quality.BAD:
-            if self._buf.size:
+            if self._n:
                 self.gaps += 1
             self.reset()
             return None
-        expected = self._buf_seq + self._buf.shape[0]
-        if self._buf.size == 0 or block.sequence != expected or block.sample_rate_hz != self._fs:
-            if self._buf.size:
+        expected = self._buf_seq + self._n
+        if self._n == 0 or block.sequence != expected or block.sample_rate_hz != self._fs:
+            if self._n:
                 self.gaps += 1
-            self._buf = np.array(block.samples, dtype=np.float32)
+            self.reset()
             self._buf_seq, self._buf_ts_ns = block.sequence, block.source_ts_ns
             self._fs, self._quality = block.sample_rate_hz, block.quality
         else:
-            self._buf = np.concatenate((self._buf, block.samples))
             self._quality = max(self._quality, block.quality)
-        n = self._buf.shape[0]
+        self._append(block.samples)
+        n = self._n
         if n < self.window:
             return None
         k = 1 + (n - self.window) // self.hop
-        view = np.lib.stride_tricks.sliding_window_view(self._buf, self.window)[:: self.hop][:k]
+        held = self._mem[: self._n]
+        view = np.lib.stride_tricks.sliding_window_view(held, self.window)[:: self.hop][:k]
         offsets = np.arange(k, dtype=np.int64) * self.hop
         out = Windows(
             data=view,
@@ -78,7 +96,7 @@ class Framer:
             quality=self._quality,
         )
         consumed = k * self.hop
-        self._buf = self._buf[consumed:].copy()
+        self._start, self._n = consumed, n - consumed
         self._buf_seq += consumed
         self._buf_ts_ns += round(consumed / self._fs * 1e9)
         # the leftover may still hold samples of a worse block: keep the worst until a restart

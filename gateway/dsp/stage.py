@@ -16,8 +16,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.config.plant import Asset, Channel
 from gateway.core.clock import Clock
@@ -26,6 +28,7 @@ from gateway.dsp import features as F
 from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
 from gateway.dsp.framing import Framer
+from gateway.dsp.spectral import SpectralPlan
 from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,57 @@ BATCH = 64
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
 
+@dataclass
+class _Pending:
+    """Windows of one channel framed in the current batch, waiting for their features."""
+
+    slot: int  # index of the first frame in the batch's output
+    channel: str
+    asset: str
+    ex: ChannelExtractor
+    start_ts_ns: npt.NDArray[np.int64]
+    rows: slice  # rows in the group's batch
+    sample_rate_hz: float
+    quality: Quality
+
+
+class _Group:
+    """Windows of all channels sharing one spectral plan, gathered for one ``compute``.
+
+    ``data`` is a preallocated (capacity, N) float32 buffer, grown by doubling and reused from
+    batch to batch; only the DSP processor's thread touches it.
+    """
+
+    def __init__(self, ex: ChannelExtractor) -> None:
+        self.ex = ex
+        self.data = np.empty((0, ex.plan.n), dtype=np.float32)
+        self.shaft = np.empty(0)
+        self.n = 0
+        self.pending: list[_Pending] = []
+
+    def add(self, windows: npt.NDArray[np.float32], shaft_hz: float) -> slice:
+        k = windows.shape[0]
+        if self.n + k > self.data.shape[0]:
+            cap = max(2 * self.data.shape[0], self.n + k, 8)
+            data = np.empty((cap, self.data.shape[1]), dtype=np.float32)
+            data[: self.n] = self.data[: self.n]
+            shaft = np.empty(cap)
+            shaft[: self.n] = self.shaft[: self.n]
+            self.data, self.shaft = data, shaft
+        rows = slice(self.n, self.n + k)
+        self.data[rows] = windows  # the framer's view is only valid until its next push
+        self.shaft[rows] = shaft_hz
+        self.n += k
+        return rows
+
+
 class DspProcessor:
-    """The pure part: framing, features and speed tracking, no I/O and no asyncio."""
+    """The pure part: framing, features and speed tracking, no I/O and no asyncio.
+
+    ``process`` frames every block of a batch first, then computes the windows of all
+    channels that share a spectral plan in one vectorised call, and returns the frames in the
+    order of the items. Not thread-safe: one thread at a time (the stage's worker).
+    """
 
     def __init__(
         self,
@@ -51,11 +103,13 @@ class DspProcessor:
         self.framers = {
             c: Framer(cfg.window, cfg.hop) for c, ch in channels.items() if ch.is_waveform
         }
+        plans: dict[tuple[object, ...], SpectralPlan] = {}
         self.extractors = {
-            c: ChannelExtractor(ch, assets.get(self.asset_of.get(c, "")), cfg)
+            c: ChannelExtractor(ch, assets.get(self.asset_of.get(c, "")), cfg, plans)
             for c, ch in channels.items()
             if ch.is_waveform
         }
+        self._groups = {id(p): _Group(ex) for ex in self.extractors.values() for p in [ex.plan]}
         #: speed channel -> the assets it gives the shaft speed of (machines may share a shaft)
         self.speed_of: dict[str, list[str]] = {}
         for name, a in assets.items():
@@ -65,41 +119,66 @@ class DspProcessor:
         self._last: dict[str, Reading] = {}
 
     def process(self, items: list[SampleBlock | Reading]) -> list[FeatureFrame]:
-        out: list[FeatureFrame] = []
+        out: list[FeatureFrame | None] = []
+        used: list[_Group] = []
         for item in items:
-            if isinstance(item, SampleBlock):
-                out += self._block(item)
-            else:
+            if isinstance(item, Reading):
                 out.append(self._reading(item))
-        return out
-
-    def _block(self, block: SampleBlock) -> list[FeatureFrame]:
-        framer = self.framers.get(block.channel)
-        if framer is None:
-            return []
-        w = framer.push(block)
-        if w is None:
-            return []
-        asset = self.asset_of[block.channel]
-        ex = self.extractors[block.channel]
-        values = ex.compute(w.data, self.shaft_hz.get(asset))
-        span = round(self.cfg.window / w.sample_rate_hz * 1e9)
-        now = self.now_ns()
-        return [
-            FeatureFrame(
-                asset,
-                block.channel,
-                int(t),
-                int(t) + span,
-                now,
-                F.SCHEMA_VERSION,
-                ex.names,
-                ex.units,
-                row,
-                w.quality,
+                continue
+            framer = self.framers.get(item.channel)
+            w = framer.push(item) if framer is not None else None
+            if w is None:
+                continue
+            asset = self.asset_of[item.channel]
+            ex = self.extractors[item.channel]
+            group = self._groups[id(ex.plan)]
+            if not group.pending:
+                used.append(group)
+            # the speed known when the window completes: a later reading in the batch
+            # applies to later windows only, as if the items were processed one by one
+            shaft = self.shaft_hz.get(asset, ex.plan.shaft_hz or np.nan)
+            rows = group.add(w.data, shaft)
+            group.pending.append(
+                _Pending(
+                    len(out),
+                    item.channel,
+                    asset,
+                    ex,
+                    w.start_ts_ns,
+                    rows,
+                    w.sample_rate_hz,
+                    w.quality,
+                )
             )
-            for t, row in zip(w.start_ts_ns, values, strict=True)
-        ]
+            out += [None] * len(w)
+        try:
+            now = self.now_ns()
+            for group in used:
+                self._emit(group, now, out)
+        finally:
+            for group in used:
+                group.pending.clear()
+                group.n = 0
+        return [f for f in out if f is not None]
+
+    def _emit(self, group: _Group, now: int, out: list[FeatureFrame | None]) -> None:
+        """Features of a group's windows in one call, into their frames' slots in ``out``."""
+        values = group.ex.compute(group.data[: group.n], group.shaft[: group.n])
+        for p in group.pending:
+            span = round(self.cfg.window / p.sample_rate_hz * 1e9)
+            for i, (t, row) in enumerate(zip(p.start_ts_ns, values[p.rows], strict=True)):
+                out[p.slot + i] = FeatureFrame(
+                    p.asset,
+                    p.channel,
+                    int(t),
+                    int(t) + span,
+                    now,
+                    F.SCHEMA_VERSION,
+                    p.ex.names,
+                    p.ex.units,
+                    row,
+                    p.quality,
+                )
 
     def _reading(self, r: Reading) -> FeatureFrame:
         prev = self._last.get(r.channel)
