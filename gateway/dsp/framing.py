@@ -85,8 +85,12 @@ class Framer:
         if n < self.window:
             return None
         k = 1 + (n - self.window) // self.hop
-        held = self._mem[: self._n]
-        view = np.lib.stride_tricks.sliding_window_view(held, self.window)[:: self.hop][:k]
+        # windows as a strided read-only view of the buffer (held samples start at 0 here)
+        item = self._mem.itemsize
+        view: npt.NDArray[np.float32] = np.ndarray(
+            (k, self.window), np.float32, self._mem, strides=(self.hop * item, item)
+        )
+        view.flags.writeable = False
         offsets = np.arange(k, dtype=np.int64) * self.hop
         out = Windows(
             data=view,
