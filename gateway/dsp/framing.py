@@ -15,7 +15,7 @@ import numpy.typing as npt
 from gateway.core.records import Quality, SampleBlock
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Windows:
     """``data`` is (k, window) float32, a read-only view valid until the next ``push``;
     ``start_ts_ns`` and ``start_seq`` are (k,)."""
@@ -91,12 +91,12 @@ class Framer:
             (k, self.window), np.float32, self._mem, strides=(self.hop * item, item)
         )
         view.flags.writeable = False
-        offsets = np.arange(k, dtype=np.int64) * self.hop
+        t0, seq0, hop, fs = self._buf_ts_ns, self._buf_seq, self.hop, self._fs
         out = Windows(
             data=view,
-            start_ts_ns=self._buf_ts_ns + np.round(offsets / self._fs * 1e9).astype(np.int64),
-            start_seq=self._buf_seq + offsets,
-            sample_rate_hz=self._fs,
+            start_ts_ns=np.array([t0 + round(i * hop / fs * 1e9) for i in range(k)], np.int64),
+            start_seq=np.arange(seq0, seq0 + k * hop, hop, dtype=np.int64),
+            sample_rate_hz=fs,
             quality=self._quality,
         )
         consumed = k * self.hop

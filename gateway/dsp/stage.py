@@ -162,22 +162,22 @@ class DspProcessor:
         return [f for f in out if f is not None]
 
     def _emit(self, group: _Group, now: int, out: list[FeatureFrame | None]) -> None:
-        """Features of a group's windows in one call, into their frames' slots in ``out``."""
+        """Features of a group's windows in one call, into their frames' slots in ``out``.
+        Each frame's values are a row of the array ``compute`` returned for this batch."""
         values = group.ex.compute(group.data[: group.n], group.shaft[: group.n])
+        schema = F.SCHEMA_VERSION
         for p in group.pending:
             span = round(self.cfg.window / p.sample_rate_hz * 1e9)
-            for i, (t, row) in enumerate(zip(p.start_ts_ns, values[p.rows], strict=True)):
+            names, units, asset, channel, quality = (
+                p.ex.names,
+                p.ex.units,
+                p.asset,
+                p.channel,
+                p.quality,
+            )
+            for i, (t, row) in enumerate(zip(p.start_ts_ns.tolist(), values[p.rows], strict=True)):
                 out[p.slot + i] = FeatureFrame(
-                    p.asset,
-                    p.channel,
-                    int(t),
-                    int(t) + span,
-                    now,
-                    F.SCHEMA_VERSION,
-                    p.ex.names,
-                    p.ex.units,
-                    row,
-                    p.quality,
+                    asset, channel, t, t + span, now, schema, names, units, row, quality
                 )
 
     def _reading(self, r: Reading) -> FeatureFrame:
