@@ -364,15 +364,18 @@ class SpectralPlan:
         """Shaft speed in Hz: a scalar when one speed holds for all rows, else (k,); NaN where
         unknown."""
         s = np.asarray(self.shaft_hz if shaft_hz is None else shaft_hz, dtype=np.float64)
-        if s.ndim == 0:
-            return np.asarray(s if s > 0 else np.nan)
-        return np.where(s > 0, s, np.nan)
+        s = np.where(s > 0, s, np.nan)
+        if s.ndim == 1 and s.size and (np.isnan(s).all() or (s == s[0]).all()):
+            return np.asarray(s[0])  # one speed (or none) for the whole batch
+        return s
 
     def _peaks(self, spec: F32, shaft: FArr, multiples: FArr) -> F32:
         """Largest value of ``spec`` (k, L) within +-1 bin of each target frequency
         ``shaft x multiples`` (T,): (k, T) float32. Targets beyond the axis read as 0, those of
         an unknown speed as NaN."""
         k, length = spec.shape
+        if shaft.ndim == 0 and not np.isfinite(shaft):
+            return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
         idx = np.rint(np.multiply.outer(shaft, multiples) / self.df)
         known = np.isfinite(idx)
         i = np.where(known, idx, 0).astype(np.int64)
