@@ -32,14 +32,17 @@ class Windows:
 
 class Framer:
     """Framing state of one channel. Holds fewer than ``window + hop`` samples between pushes,
-    in a preallocated buffer (grown only for blocks longer than ``hop``) reused for the life
-    of the framer; the windows a push returns are views of it, valid until the next push."""
+    in two preallocated buffers (grown only for blocks longer than ``hop``) reused for the
+    life of the framer; the windows a push returns are views of one, valid until the next
+    push."""
 
     def __init__(self, window: int, hop: int) -> None:
         if not 0 < hop <= window:
             raise ValueError("need 0 < hop <= window")
         self.window, self.hop = window, hop
+        # two buffers used in turn: appending copies into the other, never onto itself
         self._mem = np.empty(window + hop, dtype=np.float32)
+        self._spare = np.empty(window + hop, dtype=np.float32)
         self._start = 0  # the held samples are _mem[_start : _start + _n]
         self._n = 0
         self._buf_seq = 0  # sequence of the first held sample
@@ -52,17 +55,16 @@ class Framer:
         self._start = self._n = 0
 
     def _append(self, samples: npt.NDArray[np.float32]) -> None:
-        """Move the held samples to the front (the last push's windows expire now) and append."""
+        """Copy the held samples and ``samples`` to the front of the spare buffer, which then
+        becomes the current one (the last push's windows, views of the other, expire now)."""
         n, add = self._n, samples.shape[0]
-        if n + add > self._mem.shape[0]:
-            mem = np.empty(max(2 * self._mem.shape[0], n + add), dtype=np.float32)
-            mem[:n] = self._mem[self._start : self._start + n]
-            self._mem = mem
-        elif self._start:
-            self._mem[:n] = self._mem[self._start : self._start + n]  # overlap-safe copy
-        self._start = 0
-        self._mem[n : n + add] = samples
-        self._n = n + add
+        spare = self._spare
+        if n + add > spare.shape[0]:
+            spare = np.empty(max(2 * spare.shape[0], n + add), dtype=np.float32)
+        spare[:n] = self._mem[self._start : self._start + n]
+        spare[n : n + add] = samples
+        self._spare, self._mem = self._mem, spare
+        self._start, self._n = 0, n + add
 
     def push(self, block: SampleBlock) -> Windows | None:
         """Add ``block``; return the windows completed by it, or None."""
