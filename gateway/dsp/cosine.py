@@ -66,9 +66,10 @@ class CosineWindowing:
             return None
         return cls(taps, n)
 
-    def apply(self, raw: C64, out: C64, tmp: F32) -> C64:
+    def apply(self, raw: C64, out: C64, tmp: F32 | None) -> C64:
         """Write the windowed spectrum of ``raw`` (k, F) complex64 into ``out`` (k, F)
-        complex64 and return it; ``tmp`` is scratch of at least (k, 2F) float32. For the
+        complex64 and return it; ``tmp`` is scratch of at least (k, 2F) float32, needed only
+        for windows of more than three taps (``j > 1``). For the
         rectangular window (no side taps) ``raw`` itself is returned."""
         if self.j == 0 and self.taps[0] == 1.0:
             return raw
@@ -82,6 +83,8 @@ class CosineWindowing:
             o[:, 2:-2] += r[:, 4:]
             o *= h1
         else:
+            if tmp is None:
+                raise ValueError("a window of more than three taps needs scratch")
             self._general(r, o, tmp)
         if self.edges.size:
             e = raw[:, self.edge_src]  # (k, edges, 2J+1)

@@ -49,7 +49,7 @@ def time_domain(
     samples. Kurtosis is Pearson's (3 for Gaussian noise), skewness the standardised third
     moment; both are 0 for a constant window, as is the crest factor. ``mean`` (k,), when the
     caller has it (the DC bin of an FFT), saves a pass; ``work`` is optional scratch of shape
-    (2, k, N) float32. Written into ``out`` (k, 7) when given, else returned as a new float64
+    (k, N) float32. Written into ``out`` (k, 7) when given, else returned as a new float64
     array, owned by the caller. Each row's values depend on that row alone.
     """
     x = np.asarray(x, dtype=np.float32)
@@ -57,8 +57,8 @@ def time_domain(
     n = np.float32(n_)
     if mean is None:
         mean = x.mean(axis=1)  # float32, pairwise summation
-    work = work if work is not None else np.empty((2, k, n_), dtype=np.float32)
-    x2 = np.multiply(x, x, out=work[0])
+    work = work if work is not None else np.empty((k, n_), dtype=np.float32)
+    x2 = np.multiply(x, x, out=work)
     s2 = x2.sum(axis=1) / n
     s3 = np.einsum("ij,ij->i", x2, x) / n
     s4 = np.einsum("ij,ij->i", x2, x2) / n
@@ -70,8 +70,8 @@ def time_domain(
     if offset.any():
         rows = np.flatnonzero(offset)
         xs, mu = x[rows], mean[rows]
-        d = np.subtract(xs, mu[:, None], out=work[0, : rows.size])
-        d2 = np.multiply(d, d, out=work[1, : rows.size])
+        d = np.subtract(xs, mu[:, None], out=work[: rows.size])  # the squares are summed
+        d2 = d * d
         m2[rows] = d2.sum(axis=1) / n
         m3[rows] = np.einsum("ij,ij->i", d2, d) / n
         m4[rows] = np.einsum("ij,ij->i", d2, d2) / n

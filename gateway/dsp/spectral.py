@@ -1,9 +1,14 @@
 """Spectral feature extraction, batched: windows (k, N) float32 in, features (k, F) out.
 
 A ``SpectralPlan`` holds everything that depends only on the channel (sample rate, window length,
-window function, bands, shaft speed, bearing orders): the window, frequency axis, band matrices,
-weighting curves. It is built once per channel; ``compute`` then costs a few FFTs and matrix
-products per batch, all in float32, with no per-sample or per-window Python.
+window function, bands, shaft speed, bearing orders): the window's frequency-domain taps, the
+frequency axis, the segment tiling behind every band sum, weighting curves, envelope band
+geometry. It is built once per channel configuration (channels with equal settings share one).
+Per batch, ``compute`` costs one ``rfft`` of the windows, the window applied in the frequency
+domain, one ``np.add.reduceat`` for all band sums, a few weighted sums (``einsum``, which stays on
+the calling thread: a BLAS matrix product would start helper threads) and two short FFTs for the
+envelope, all in float32 with float64 only for tiny per-window sums, with no per-sample or
+per-window Python. Work buffers are kept per batch size and reused; results never alias them.
 
 Scaling conventions (``N`` window length, ``w`` window, ``X = rfft(x * w)``):
 - amplitude spectrum ``A = 2 |X| / sum(w)``: a sine of amplitude ``a`` shows a peak ``a``;
@@ -28,6 +33,7 @@ from gateway.dsp import features
 from gateway.dsp.cosine import CosineWindowing
 
 F32 = npt.NDArray[np.float32]
+C64 = npt.NDArray[np.complex64]
 FArr = npt.NDArray[np.floating[Any]]
 G0_MM_S2 = 9806.65  #: standard gravity in mm/s^2 (acceleration in g -> mm/s^2)
 P_REF_PA = 20e-6  #: reference sound pressure
@@ -93,26 +99,32 @@ def _band_edges(freqs: FArr, bands: list[tuple[float, float]]) -> npt.NDArray[np
     ).reshape(-1, 2)
 
 
-@dataclass
 class _Work:
-    """Work buffers for batches of ``k`` windows. Private to one plan, overwritten by every
-    ``compute``: nothing returned by ``compute`` is ever a view of them."""
+    """Work buffers for up to ``rows`` windows. Private to one plan and overwritten by every
+    ``compute``: nothing ``compute`` returns is ever a view of them."""
 
-    k: int
-    n: int
-    f: int
-    m: int
+    def __init__(self, rows: int, n: int, f: int, m: int) -> None:
+        self.rows = rows
+        self._spec = np.empty((rows, f), dtype=np.complex64)  # windowed spectrum
+        self._mag2 = np.empty((rows, f), dtype=np.float32)  # |X|^2 of the windowed spectrum
+        self._base = np.empty((rows, m), dtype=np.complex64)  # baseband envelope band
+        self._td = np.empty((rows, n), dtype=np.float32)  # squares for the time-domain sums
+        self._tmp: F32 | None = None  # scratch for windows of more than three taps, on demand
 
-    def __post_init__(self) -> None:
-        k, f = self.k, self.f
-        self.spec = np.empty((k, f), dtype=np.complex64)  # windowed spectrum
-        self.mag2 = np.empty((k, f), dtype=np.float32)  # |X|^2 of the windowed spectrum
-        self.tmp = np.empty((k, 2 * f), dtype=np.float32)
-        self.base = np.zeros((k, self.m), dtype=np.complex64)  # baseband envelope band
-        self.td = np.empty((2, k, self.n), dtype=np.float32)  # time-domain moments
+    def views(self, k: int) -> tuple[C64, F32, C64, F32]:
+        """The first ``k`` rows of spectrum, |X|^2, envelope band and time-domain buffers."""
+        return self._spec[:k], self._mag2[:k], self._base[:k], self._td[:k]
+
+    def tmp(self, k: int) -> F32:
+        if self._tmp is None:
+            self._tmp = np.empty((self.rows, 2 * self._spec.shape[1]), dtype=np.float32)
+        return self._tmp[:k]
 
 
-WORK_SIZES = 4  #: batch sizes whose buffers a plan keeps (live: 1-2 windows; batched: 64)
+#: windows per pass: enough to amortise the per-call overhead, few enough that the work
+#: buffers (about 3.5 x 4 N bytes per window) stay in cache; a longer batch takes several
+#: passes, with the same results (each window's features depend on that window alone)
+ROWS = 64
 
 
 @dataclass
@@ -176,7 +188,7 @@ class SpectralPlan:
         self._sums_plan(_band_edges(self.freqs, self.bands), _band_edges(self.freqs, third))
         self.has_speed = self.has_speed or self.shaft_hz is not None
         self.names, self.units = self._schema()
-        self._work: dict[int, _Work] = {}
+        self._work: _Work | None = None
         f0 = [self.bearing_orders[key] for key in BEARING_KEYS] if self.bearing_orders else []
         #: envelope targets in shaft orders: each defect frequency, then its first harmonic
         self.bearing_multiples = np.array([m for f in f0 for m in (f, 2 * f)])
@@ -232,14 +244,12 @@ class SpectralPlan:
         self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
 
     def work(self, k: int) -> _Work:
-        """The work buffers for ``k`` windows (kept for the last ``WORK_SIZES`` sizes)."""
-        wk = self._work.pop(k, None)
-        if wk is None:
-            wk = _Work(k, self.n, self.nf, self.env_m)
-            if len(self._work) >= WORK_SIZES:
-                del self._work[next(iter(self._work))]
-        self._work[k] = wk  # most recently used last
-        return wk
+        """The plan's work buffers, for at least ``k`` (at most ``ROWS``) windows: allocated
+        once, grown to the largest batch seen, then reused."""
+        if self._work is None or self._work.rows < k:
+            rows = min(ROWS, max(k, 2 * (self._work.rows if self._work else 0)))
+            self._work = _Work(rows, self.n, self.nf, self.env_m)
+        return self._work
 
     # -- schema ------------------------------------------------------------------------------
     def _schema(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -296,18 +306,32 @@ class SpectralPlan:
             raise ValueError(f"expected (k, {self.n}) windows, got {x.shape}")
         k = x.shape[0]
         res = np.empty((k, len(self.names)), dtype=np.float32) if out is None else out
-        if k == 0:
-            return res
+        shaft = self._shaft(shaft_hz, k)
+        for i in range(0, k, ROWS):
+            j = min(i + ROWS, k)
+            self._pass(
+                x[i:j],
+                shaft if shaft.ndim == 0 else self._shaft(shaft[i:j], j - i),
+                res[i:j],
+                None if time_domain is None else time_domain[i:j],
+            )
+        return res
+
+    def _pass(self, x: F32, shaft: FArr, res: FArr, time_domain: FArr | None) -> None:
+        """``compute`` for at most ``ROWS`` windows; ``shaft`` as ``_shaft`` returns it."""
+        k = x.shape[0]
         wk = self.work(k)
+        spec_buf, mag2, base, td = wk.views(k)
         raw = scipy.fft.rfft(x, axis=1, workers=1)
         if time_domain is not None:
             mean = raw[:, 0].real / np.float32(self.n)
-            features.time_domain(x, time_domain, mean=mean, work=wk.td)
-        if self.windowing is not None:
-            spec = self.windowing.apply(raw, wk.spec, wk.tmp)
-        else:
+            features.time_domain(x, time_domain, mean=mean, work=td)
+        if self.windowing is None:
             spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
-        mag2 = wk.mag2
+        elif self.windowing.j > 1:
+            spec = self.windowing.apply(raw, spec_buf, wk.tmp(k))
+        else:
+            spec = self.windowing.apply(raw, spec_buf, None)
         np.abs(spec, out=mag2)
         np.square(mag2, out=mag2)
         cum = self._cum(mag2)
@@ -334,12 +358,11 @@ class SpectralPlan:
             band = mag2[:, self.vel_lo : self.vel_hi]
             put(np.sqrt(np.einsum("ij,j->i", band, self.vel_w)))
             put(np.float32(2 * math.sqrt(2)) * np.sqrt(np.einsum("ij,j->i", band, self.disp_w)))
-            shaft = self._shaft(shaft_hz, k)
             if self.has_speed:
                 put(np.sqrt(self._peaks(mag2, shaft, ORDER_MULTIPLES)) * self.amp_scale)
             # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
             # the envelope would carry the window's shape instead of the signal's modulation
-            env_amp, env_rms, _ = self._envelope(raw, mag2, wk, cum)
+            env_amp, env_rms, _ = self._envelope(raw, mag2, base, cum)
             put(env_rms)
             if self.has_speed and self.bearing_orders:
                 put(self._peaks(env_amp, shaft, self.bearing_multiples))
@@ -349,7 +372,6 @@ class SpectralPlan:
                 put(10 * np.log10(pa / P_REF_PA**2))
                 third = cum[:, self.third_runs[:, 1]] - cum[:, self.third_runs[:, 0]]
                 put(10 * np.log10(third / P_REF_PA**2))
-        return res
 
     def _cum(self, mag2: F32) -> FArr:
         """Cumulative power over the segments tiling the spectrum, (k, S + 1) float64: every
@@ -394,7 +416,7 @@ class SpectralPlan:
         self,
         spec: npt.NDArray[np.complex64],
         mag2: F32,
-        wk: _Work | None = None,
+        base: C64 | None = None,
         cum: FArr | None = None,
     ) -> tuple[F32, F32, FArr]:
         """Envelope amplitude spectrum (k, m/2+1), envelope RMS (k,), and its frequency axis.
@@ -407,8 +429,9 @@ class SpectralPlan:
         duration, so the envelope spectrum keeps the resolution ``df``.
         """
         k = spec.shape[0]
-        wk = wk if wk is not None else _Work(k, self.n, self.nf, self.env_m)
-        base, width = wk.base, self.env_width
+        if base is None:
+            base = np.empty((k, self.env_m), dtype=np.complex64)
+        width = self.env_width
         if self.envelope_band is not None:
             i0 = self.env_i0
             stop = min(i0 + width, spec.shape[1])
@@ -420,7 +443,7 @@ class SpectralPlan:
             base[:, :width] = sliding_window_view(spec, width, axis=1)[np.arange(k), starts]
             base[:, width:] = 0
         # unnormalised inverse: a carrier a cos(w t) gives |X| = a N / 2 in the band
-        env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward"))
+        env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))
         env *= np.float32(2.0 / self.n)
         env -= env.mean(axis=1, keepdims=True)
         env_rms = np.sqrt(np.einsum("ij,ij->i", env, env) / np.float32(self.env_m))

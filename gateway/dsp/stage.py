@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
 BATCH = 64
-#: windows per feature computation: enough to amortise the per-call overhead, few enough that
-#: the work buffers (about 5 x 4 N bytes per window) stay in cache; larger batches are split
-COMPUTE_ROWS = 64
 #: units a speed channel may use, as factors to Hz (checked at config load)
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
@@ -167,10 +164,7 @@ class DspProcessor:
     def _emit(self, group: _Group, now: int, out: list[FeatureFrame | None]) -> None:
         """Features of a group's windows in one call, into their frames' slots in ``out``.
         Each frame's values are a row of the array ``compute`` returned for this batch."""
-        values = np.empty((group.n, len(group.ex.names)))
-        for i in range(0, group.n, COMPUTE_ROWS):
-            rows = slice(i, min(i + COMPUTE_ROWS, group.n))
-            group.ex.compute(group.data[rows], group.shaft[rows], out=values[rows])
+        values = group.ex.compute(group.data[: group.n], group.shaft[: group.n])
         schema = F.SCHEMA_VERSION
         for p in group.pending:
             span = round(self.cfg.window / p.sample_rate_hz * 1e9)

@@ -18,7 +18,7 @@ from gateway.dsp.config import DspConfig
 from gateway.dsp.cosine import CosineWindowing
 from gateway.dsp.extract import ChannelExtractor
 from gateway.dsp.framing import Framer
-from gateway.dsp.spectral import SpectralPlan
+from gateway.dsp.spectral import ROWS, SpectralPlan
 from gateway.dsp.stage import DspProcessor
 
 FS = 5120.0
@@ -65,6 +65,25 @@ def test_each_row_depends_on_that_row_alone(plan: SpectralPlan) -> None:
         names = list(plan.names)
         assert np.isnan(batch[3, names.index("order_1x_amp")])
         assert np.isfinite(batch[2, names.index("order_1x_amp")])
+
+
+def test_long_batches_and_offset_windows_keep_row_independence() -> None:
+    """More windows than one pass holds, and windows with a large offset (their moments come
+    from the mean-removed samples) mixed with zero-mean ones."""
+    ex = ChannelExtractor(
+        Channel(kind="vibration", sample_rate_hz=FS),
+        Asset(channels=["v"], shaft_speed_hz=25.0, bearing=BEARING),
+        DspConfig(window=256, hop=128),
+    )
+    x = signals(ROWS * 2 + 7, 256)
+    batch = ex.compute(x)
+    for i in (0, 1, 2, ROWS - 1, ROWS, 2 * ROWS + 6):
+        np.testing.assert_array_equal(batch[i : i + 1], ex.compute(x[i : i + 1]))
+    kurt, skew = ex.names.index("kurtosis"), ex.names.index("skewness")
+    offset = x[2].astype(np.float64)  # 3 + sine: the offset path
+    d = offset - offset.mean()
+    assert batch[2, kurt] == pytest.approx((d**4).mean() / (d**2).mean() ** 2, rel=1e-4)
+    assert batch[2, skew] == pytest.approx((d**3).mean() / (d**2).mean() ** 1.5, abs=1e-3)
 
 
 @pytest.mark.parametrize("window", ["hann", "hamming", "blackman", "flattop", "rectangular"])
