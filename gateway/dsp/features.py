@@ -6,6 +6,8 @@ change to names, order or definitions bumps it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,27 +33,56 @@ def units_for(spec: tuple[tuple[str, str], ...], unit: str) -> tuple[str, ...]:
     return tuple(u.replace("u", unit, 1) if u.startswith("u") else u for _, u in spec)
 
 
-def time_domain(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+def time_domain(
+    x: npt.NDArray[np.floating[Any]],
+    out: npt.NDArray[np.floating[Any]] | None = None,
+    *,
+    mean: npt.NDArray[np.float32] | None = None,
+    work: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.floating[Any]]:
     """Time-domain features of each row of ``x`` (k, N), columns in ``TIME_DOMAIN`` order.
 
-    Computed in float32 (relative error ~1e-5 for windows of a few thousand samples), returned
-    as float64. Kurtosis is Pearson's (3 for Gaussian noise), skewness the standardised third
-    moment; both are 0 for a constant window, as is the crest factor.
+    Computed in float32 (relative error ~1e-5 for windows of a few thousand samples). The
+    central moments come from the sums of the second, third and fourth powers of each window
+    in one pass over its squares; a window whose offset is not small against its spread
+    (mean^2 > m2 / 100, where those sums would cancel) is recomputed from its mean-removed
+    samples. Kurtosis is Pearson's (3 for Gaussian noise), skewness the standardised third
+    moment; both are 0 for a constant window, as is the crest factor. ``mean`` (k,), when the
+    caller has it (the DC bin of an FFT), saves a pass; ``work`` is optional scratch of shape
+    (k, N) float32. Written into ``out`` (k, 7) when given, else returned as a new float64
+    array, owned by the caller. Each row's values depend on that row alone.
     """
     x = np.asarray(x, dtype=np.float32)
-    n = np.float32(x.shape[1])
-    mean = x.mean(axis=1)  # float32, pairwise summation
-    d = x - mean[:, None]
-    d2 = d * d
-    m2 = d2.sum(axis=1) / n
-    m3 = np.einsum("ij,ij->i", d2, d) / n
-    m4 = np.einsum("ij,ij->i", d2, d2) / n
-    rms = np.sqrt(m2 + mean * mean)
+    k, n_ = x.shape
+    n = np.float32(n_)
+    if mean is None:
+        mean = x.mean(axis=1)  # float32, pairwise summation
+    work = work if work is not None else np.empty((k, n_), dtype=np.float32)
+    x2 = np.multiply(x, x, out=work)
+    s2 = x2.sum(axis=1) / n
+    s3 = np.einsum("ij,ij->i", x2, x) / n
+    s4 = np.einsum("ij,ij->i", x2, x2) / n
+    mu2 = mean * mean
+    m2 = s2 - mu2
+    m3 = s3 - 3 * mean * s2 + 2 * mu2 * mean
+    m4 = s4 - 4 * mean * s3 + 6 * mu2 * s2 - 3 * mu2 * mu2
+    offset = ~(mu2 <= np.float32(0.01) * m2)
+    if offset.any():
+        rows = np.flatnonzero(offset)
+        xs, mu = x[rows], mean[rows]
+        d = np.subtract(xs, mu[:, None], out=work[: rows.size])  # the squares are summed
+        d2 = d * d
+        m2[rows] = d2.sum(axis=1) / n
+        m3[rows] = np.einsum("ij,ij->i", d2, d) / n
+        m4[rows] = np.einsum("ij,ij->i", d2, d2) / n
+    rms = np.sqrt(m2 + mu2)
     xmax, xmin = x.max(axis=1), x.min(axis=1)
     peak = np.maximum(np.abs(xmax), np.abs(xmin))
-    tiny = np.float32(1e-12) * np.maximum(np.float32(1.0), mean * mean)  # m2 below: constant
+    tiny = np.float32(1e-12) * np.maximum(np.float32(1.0), mu2)  # m2 below: constant
+    res = np.empty((k, len(TIME_DOMAIN))) if out is None else out
+    res[:, 0], res[:, 1], res[:, 2], res[:, 3] = mean, rms, peak, xmax - xmin
     with np.errstate(divide="ignore", invalid="ignore"):
-        crest = np.where(rms > 0, peak / rms, 0.0)
-        kurt = np.where(m2 > tiny, m4 / (m2 * m2), 0.0)
-        skew = np.where(m2 > tiny, m3 / m2**1.5, 0.0)
-    return np.column_stack((mean, rms, peak, xmax - xmin, crest, kurt, skew)).astype(np.float64)
+        res[:, 4] = np.where(rms > 0, peak / rms, 0.0)
+        res[:, 5] = np.where(m2 > tiny, m4 / (m2 * m2), 0.0)
+        res[:, 6] = np.where(m2 > tiny, m3 / m2**1.5, 0.0)
+    return res

@@ -2,8 +2,7 @@
 
 Windows are ``window`` samples long and start every ``hop`` samples. A gap (a block whose
 ``sequence`` is not the expected one, or a block of Bad quality) restarts framing, so no window
-ever spans a gap. Windows are copied out of a preallocated buffer by slices (a memcpy per window,
-or one strided copy for many), never a per-sample loop.
+ever spans a gap. Vectorised: windows are strided views, never a per-sample loop.
 """
 
 from __future__ import annotations
@@ -15,13 +14,11 @@ import numpy.typing as npt
 
 from gateway.core.records import Quality, SampleBlock
 
-FEW = 8  #: up to this many windows per push are copied one by one
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Windows:
-    """``data`` is (k, window) float32, owned by the caller (a fresh array); ``start_ts_ns`` and
-    ``start_seq`` are (k,)."""
+    """``data`` is (k, window) float32, a read-only view valid until the next ``push``;
+    ``start_ts_ns`` and ``start_seq`` are (k,)."""
 
     data: npt.NDArray[np.float32]
     start_ts_ns: npt.NDArray[np.int64]
@@ -34,71 +31,78 @@ class Windows:
 
 
 class Framer:
-    """Framing state of one channel: a preallocated buffer holding fewer than ``window + hop``
-    samples between pushes (it grows only for a block longer than it has ever seen)."""
+    """Framing state of one channel. Holds fewer than ``window + hop`` samples between pushes,
+    in two preallocated buffers (grown only for blocks longer than ``hop``) reused for the
+    life of the framer; the windows a push returns are views of one, valid until the next
+    push."""
 
     def __init__(self, window: int, hop: int) -> None:
         if not 0 < hop <= window:
             raise ValueError("need 0 < hop <= window")
         self.window, self.hop = window, hop
-        self._buf = np.empty(2 * window, dtype=np.float32)
-        self._fill = 0  # samples held in _buf[:_fill]
-        self._buf_seq = 0  # sequence of _buf[0]
-        self._buf_ts_ns = 0  # source time of _buf[0]
+        # two buffers used in turn: appending copies into the other, never onto itself
+        self._mem = np.empty(window + hop, dtype=np.float32)
+        self._spare = np.empty(window + hop, dtype=np.float32)
+        self._start = 0  # the held samples are _mem[_start : _start + _n]
+        self._n = 0
+        self._buf_seq = 0  # sequence of the first held sample
+        self._buf_ts_ns = 0  # source time of the first held sample
         self._fs = 0.0
         self._quality = Quality.GOOD
         self.gaps = 0
 
     def reset(self) -> None:
-        self._fill = 0
+        self._start = self._n = 0
+
+    def _append(self, samples: npt.NDArray[np.float32]) -> None:
+        """Copy the held samples and ``samples`` to the front of the spare buffer, which then
+        becomes the current one (the last push's windows, views of the other, expire now)."""
+        n, add = self._n, samples.shape[0]
+        spare = self._spare
+        if n + add > spare.shape[0]:
+            spare = np.empty(max(2 * spare.shape[0], n + add), dtype=np.float32)
+        spare[:n] = self._mem[self._start : self._start + n]
+        spare[n : n + add] = samples
+        self._spare, self._mem = self._mem, spare
+        self._start, self._n = 0, n + add
 
     def push(self, block: SampleBlock) -> Windows | None:
         """Add ``block``; return the windows completed by it, or None."""
         if block.quality == Quality.BAD:
-            if self._fill:
+            if self._n:
                 self.gaps += 1
             self.reset()
             return None
-        samples = block.samples
-        n_new = samples.shape[0]
-        expected = self._buf_seq + self._fill
-        if self._fill == 0 or block.sequence != expected or block.sample_rate_hz != self._fs:
-            if self._fill:
+        expected = self._buf_seq + self._n
+        if self._n == 0 or block.sequence != expected or block.sample_rate_hz != self._fs:
+            if self._n:
                 self.gaps += 1
-            self._fill = 0
+            self.reset()
             self._buf_seq, self._buf_ts_ns = block.sequence, block.source_ts_ns
             self._fs, self._quality = block.sample_rate_hz, block.quality
         else:
             self._quality = max(self._quality, block.quality)
-        fill = self._fill + n_new
-        if fill > self._buf.shape[0]:
-            grown = np.empty(fill + self.window, dtype=np.float32)
-            grown[: self._fill] = self._buf[: self._fill]
-            self._buf = grown
-        self._buf[self._fill : fill] = samples
-        self._fill = fill
-        if fill < self.window:
+        self._append(block.samples)
+        n = self._n
+        if n < self.window:
             return None
-        k = 1 + (fill - self.window) // self.hop
-        hop, window, buf = self.hop, self.window, self._buf
-        if k <= FEW:  # live blocks complete a window or two: a copy of each
-            data = np.empty((k, window), dtype=np.float32)
-            for j in range(k):
-                data[j] = buf[j * hop : j * hop + window]
-        else:  # a long block (replay): one strided copy
-            data = np.lib.stride_tricks.sliding_window_view(buf[:fill], window)[::hop][:k].copy()
-        ts0, seq0, fs = self._buf_ts_ns, self._buf_seq, self._fs
+        k = 1 + (n - self.window) // self.hop
+        # windows as a strided read-only view of the buffer (held samples start at 0 here)
+        item = self._mem.itemsize
+        view: npt.NDArray[np.float32] = np.ndarray(
+            (k, self.window), np.float32, self._mem, strides=(self.hop * item, item)
+        )
+        view.flags.writeable = False
+        t0, seq0, hop, fs = self._buf_ts_ns, self._buf_seq, self.hop, self._fs
         out = Windows(
-            data=data,
-            start_ts_ns=np.array([ts0 + round(j * hop / fs * 1e9) for j in range(k)], np.int64),
-            start_seq=np.array([seq0 + j * hop for j in range(k)], np.int64),
-            sample_rate_hz=self._fs,
+            data=view,
+            start_ts_ns=np.array([t0 + round(i * hop / fs * 1e9) for i in range(k)], np.int64),
+            start_seq=np.arange(seq0, seq0 + k * hop, hop, dtype=np.int64),
+            sample_rate_hz=fs,
             quality=self._quality,
         )
-        consumed = k * hop
-        left = fill - consumed
-        buf[:left] = buf[consumed:fill].copy()
-        self._fill = left
+        consumed = k * self.hop
+        self._start, self._n = consumed, n - consumed
         self._buf_seq += consumed
         self._buf_ts_ns += round(consumed / self._fs * 1e9)
         # the leftover may still hold samples of a worse block: keep the worst until a restart

@@ -1,9 +1,14 @@
 """Spectral feature extraction, batched: windows (k, N) float32 in, features (k, F) out.
 
 A ``SpectralPlan`` holds everything that depends only on the channel (sample rate, window length,
-window function, bands, shaft speed, bearing orders): the window, frequency axis, band matrices,
-weighting curves. It is built once per channel; ``compute`` then costs a few FFTs and matrix
-products per batch, all in float32, with no per-sample or per-window Python.
+window function, bands, shaft speed, bearing orders): the window's frequency-domain taps, the
+frequency axis, the segment tiling behind every band sum, weighting curves, envelope band
+geometry. It is built once per channel configuration (channels with equal settings share one).
+Per batch, ``compute`` costs one ``rfft`` of the windows, the window applied in the frequency
+domain, one ``np.add.reduceat`` for all band sums, a few weighted sums (``einsum``, which stays on
+the calling thread: a BLAS matrix product would start helper threads) and two short FFTs for the
+envelope, all in float32 with float64 only for tiny per-window sums, with no per-sample or
+per-window Python. Work buffers are kept per batch size and reused; results never alias them.
 
 Scaling conventions (``N`` window length, ``w`` window, ``X = rfft(x * w)``):
 - amplitude spectrum ``A = 2 |X| / sum(w)``: a sine of amplitude ``a`` shows a peak ``a``;
@@ -21,10 +26,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 
+from gateway.dsp import features
+from gateway.dsp.cosine import CosineWindowing
 from gateway.dsp.windows import periodic_window
 
 F32 = npt.NDArray[np.float32]
+C64 = npt.NDArray[np.complex64]
 FArr = npt.NDArray[np.floating[Any]]
 G0_MM_S2 = 9806.65  #: standard gravity in mm/s^2 (acceleration in g -> mm/s^2)
 P_REF_PA = 20e-6  #: reference sound pressure
@@ -62,6 +71,7 @@ THIRD_OCTAVE_NOMINAL = (
     20000,
 )
 BEARING_KEYS = ("bpfo", "bpfi", "bsf", "ftf")
+ORDER_MULTIPLES = np.array([1.0, 2.0, 3.0])  #: order features: 1x, 2x, 3x shaft speed
 
 
 def a_weighting_db(f: FArr) -> FArr:
@@ -80,17 +90,50 @@ def log_bands(fs: float, n: int = 8, f_lo: float = 10.0) -> list[tuple[float, fl
     return [(float(a), float(b)) for a, b in itertools.pairwise(edges)]
 
 
-def _band_matrix(freqs: FArr, bands: list[tuple[float, float]]) -> F32:
-    """(F, B) 0/1 matrix: bin f belongs to band b when lo <= f < hi."""
-    m = np.zeros((freqs.shape[0], len(bands)), dtype=np.float32)
-    for j, (lo, hi) in enumerate(bands):
-        m[(freqs >= lo) & (freqs < hi), j] = 1.0
-    return m
+def _band_edges(freqs: FArr, bands: list[tuple[float, float]]) -> npt.NDArray[np.int64]:
+    """(B, 2) first and past-the-end bin of each band: bin f belongs to a band when
+    lo <= f < hi."""
+    return np.array(
+        [[np.searchsorted(freqs, lo), np.searchsorted(freqs, hi)] for lo, hi in bands],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+
+
+class _Work:
+    """Work buffers for up to ``rows`` windows. Private to one plan and overwritten by every
+    ``compute``: nothing ``compute`` returns is ever a view of them."""
+
+    def __init__(self, rows: int, n: int, f: int, m: int) -> None:
+        self.rows = rows
+        self._spec = np.empty((rows, f), dtype=np.complex64)  # windowed spectrum
+        self._mag2 = np.empty((rows, f), dtype=np.float32)  # |X|^2 of the windowed spectrum
+        self._base = np.empty((rows, m), dtype=np.complex64)  # baseband envelope band
+        self._td = np.empty((rows, n), dtype=np.float32)  # squares for the time-domain sums
+        self._tmp: F32 | None = None  # scratch for windows of more than three taps, on demand
+
+    def views(self, k: int) -> tuple[C64, F32, C64, F32]:
+        """The first ``k`` rows of spectrum, |X|^2, envelope band and time-domain buffers."""
+        return self._spec[:k], self._mag2[:k], self._base[:k], self._td[:k]
+
+    def tmp(self, k: int) -> F32:
+        if self._tmp is None:
+            self._tmp = np.empty((self.rows, 2 * self._spec.shape[1]), dtype=np.float32)
+        return self._tmp[:k]
+
+
+#: windows per pass: enough to amortise the per-call overhead, few enough that the work
+#: buffers (about 3.5 x 4 N bytes per window) stay in cache; a longer batch takes several
+#: passes, with the same results (each window's features depend on that window alone)
+ROWS = 64
 
 
 @dataclass
 class SpectralPlan:
-    """Precomputed state for one channel kind, sample rate and window length."""
+    """Precomputed state for one channel kind, sample rate and window length.
+
+    Not re-entrant: ``compute`` reuses the plan's work buffers, so one thread at a time may
+    call it (the DSP stage runs all batches on its single worker thread).
+    """
 
     fs: float
     n: int
@@ -101,59 +144,112 @@ class SpectralPlan:
     shaft_hz: float | None = None  #: fixed speed; or pass ``shaft_hz`` to ``compute``
     has_speed: bool = False  #: order features exist (speed from a channel) even without shaft_hz
     bearing_orders: dict[str, float] | None = None
-    envelope_band: tuple[float, float] | None = None  # None: auto-selected per window batch
+    envelope_band: tuple[float, float] | None = None  # None: auto-selected per window
 
     def __post_init__(self) -> None:
         n, fs = self.n, self.fs
-        self.w = periodic_window(self.window, n).astype(np.float32)
+        w64 = periodic_window(self.window, n)
+        self.w = w64.astype(np.float32)
+        self.windowing = CosineWindowing.for_window(w64)
         self.freqs = np.fft.rfftfreq(n, 1.0 / fs)
+        self.nf = self.freqs.shape[0]
         self.df = fs / n
-        c = np.full(self.freqs.shape[0], 2.0)
+        c = np.full(self.nf, 2.0)
         c[0] = 1.0
         if n % 2 == 0:
             c[-1] = 1.0
-        self.power_scale = (c / (n * float(np.sum(self.w.astype(np.float64) ** 2)))).astype(
-            np.float32
-        )
+        ps = c / (n * float(np.sum(self.w.astype(np.float64) ** 2)))
+        self.power_scale = ps.astype(np.float32)
         self.amp_scale = np.float32(2.0 / float(np.sum(self.w)))
         if not self.bands:
             self.bands = log_bands(fs)
-        self.band_m = _band_matrix(self.freqs, self.bands)
         lo, hi = self.velocity_band
         f = np.where(self.freqs > 0, self.freqs, np.inf)
-        in_band = (self.freqs >= lo) & (self.freqs <= hi)
-        # |V| = |A| g0 / (2 pi f): velocity mean square weights on the power spectrum
-        self.vel_w = np.where(in_band, (G0_MM_S2 / (2 * np.pi * f)) ** 2, 0.0).astype(np.float32)
-        # displacement (um) = A g0 / (2 pi f)^2, mm -> um x 1000
-        self.disp_w = np.where(
-            in_band, (G0_MM_S2 * 1000.0 / (2 * np.pi * f) ** 2) ** 2, 0.0
-        ).astype(np.float32)
+        # velocity band lo <= f <= hi: weights on |X|^2 (power scale folded in) for the velocity
+        # mean square (|V| = |A| g0 / (2 pi f)) and displacement (um, A g0 / (2 pi f)^2 x 1000)
+        self.vel_lo = int(np.searchsorted(self.freqs, lo))
+        self.vel_hi = int(np.searchsorted(self.freqs, hi, side="right"))
+        sl = slice(self.vel_lo, self.vel_hi)
+        self.vel_w = (ps * (G0_MM_S2 / (2 * np.pi * f)) ** 2)[sl].astype(np.float32)
+        self.disp_w = (ps * (G0_MM_S2 * 1000.0 / (2 * np.pi * f) ** 2) ** 2)[sl].astype(np.float32)
+        self.centroid_w = (ps * self.freqs).astype(np.float32)
         self.freqs32 = self.freqs.astype(np.float32)
-        # every linear functional of the power spectrum in one (F, B + 4) matrix applied to |X|^2:
-        # band mean squares, total, centroid numerator, velocity and displacement mean squares
-        ps = self.power_scale.astype(np.float64)
-        self.lin_m = np.column_stack(
-            (
-                self.band_m * ps[:, None],
-                ps,
-                ps * self.freqs,
-                ps * self.vel_w,
-                ps * self.disp_w,
-            )
-        )
+        third: list[tuple[float, float]] = []
         if self.kind == "acoustic":
-            self.a_w = (10.0 ** (a_weighting_db(self.freqs) / 10.0)).astype(np.float32)
+            self.a_w = (ps * 10.0 ** (a_weighting_db(self.freqs) / 10.0)).astype(np.float32)
             exact = [
                 (nom, 1000.0 * 2.0 ** (i / 3.0))
                 for i, nom in zip(range(-16, 14), THIRD_OCTAVE_NOMINAL, strict=True)
             ]
-            bands = [(nom, c) for nom, c in exact if c * 2 ** (1 / 6) < fs / 2]
-            self.third_centres = [nom for nom, _ in bands]
-            self.third_m = _band_matrix(
-                self.freqs, [(c * 2 ** (-1 / 6), c * 2 ** (1 / 6)) for _, c in bands]
-            )
+            kept = [(nom, c) for nom, c in exact if c * 2 ** (1 / 6) < fs / 2]
+            self.third_centres = [nom for nom, _ in kept]
+            third = [(c * 2 ** (-1 / 6), c * 2 ** (1 / 6)) for _, c in kept]
+        self._envelope_plan()
+        self._sums_plan(_band_edges(self.freqs, self.bands), _band_edges(self.freqs, third))
         self.has_speed = self.has_speed or self.shaft_hz is not None
         self.names, self.units = self._schema()
+        self._work: _Work | None = None
+        f0 = [self.bearing_orders[key] for key in BEARING_KEYS] if self.bearing_orders else []
+        #: envelope targets in shaft orders: each defect frequency, then its first harmonic
+        self.bearing_multiples = np.array([m for f in f0 for m in (f, 2 * f)])
+
+    def _sums_plan(self, bands: npt.NDArray[np.int64], third: npt.NDArray[np.int64]) -> None:
+        """Every band sum (energy bands, 1/3 octaves, total) from one ``np.add.reduceat`` over
+        segments tiling the spectrum: a band is a run of whole segments. DC and Nyquist are
+        segments of their own, as their power scale is half the other bins'."""
+        nf = self.nf
+        auto = self.auto_edges if self.envelope_band is None else np.zeros((0, 2), np.int64)
+        edges = np.concatenate((bands.ravel(), third.ravel(), auto.ravel(), [0, 1, nf - 1]))
+        starts = np.unique(np.clip(edges, 0, nf))
+        self.seg_starts = starts[starts < nf]
+        scale = np.full(self.seg_starts.shape[0], float(self.power_scale[nf // 2]))
+        for b in (0, nf - 1):
+            scale[np.searchsorted(self.seg_starts, b)] = float(self.power_scale[b])
+        self.seg_scale = scale
+
+        def runs(b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+            lo = np.searchsorted(self.seg_starts, np.clip(b[:, 0], 0, nf))
+            hi = np.searchsorted(self.seg_starts, np.clip(b[:, 1], 0, nf))
+            return np.column_stack((lo, np.maximum(hi, lo))).astype(np.int64)
+
+        self.band_runs, self.third_runs, self.auto_runs = runs(bands), runs(third), runs(auto)
+
+    def _envelope_plan(self) -> None:
+        """Envelope band (fixed start bin, or per window from the auto-selection) and the
+        length ``m`` of its baseband inverse FFT."""
+        if self.envelope_band is not None:
+            lo, hi = self.envelope_band
+            self.env_i0 = int(np.searchsorted(self.freqs, lo))
+            self.env_width = max(int(np.searchsorted(self.freqs, hi)) - self.env_i0, 1)
+        else:
+            width_hz = min(2000.0, self.fs / 4)
+            lo_min, hi_max = 1000.0, 0.45 * self.fs
+            if hi_max - lo_min < width_hz:
+                lo_min, width_hz = self.fs / 8, 0.45 * self.fs - self.fs / 8
+            width = max(round(width_hz / self.df), 1)
+            self.auto_first = int(np.searchsorted(self.freqs, lo_min))
+            last = int(np.searchsorted(self.freqs, hi_max)) - width
+            self.auto_step = max(width // 4, 1)
+            # a band is four steps: candidate bands overlap by three quarters
+            self.env_width = 4 * self.auto_step
+            nseg = max((last - self.auto_first) // self.auto_step + 4, 4)
+            nseg = min(nseg, (self.nf - self.auto_first) // self.auto_step)
+            starts = self.auto_first + self.auto_step * np.arange(max(nseg - 3, 1))
+            self.auto_edges = np.column_stack((starts, starts + self.env_width)).astype(np.int64)
+        # m >= width holds the complex baseband band without aliasing; |z| components above
+        # m df / 2 fold onto (m - width) df .. m df / 2, far above bearing frequencies
+        self.env_m = 1 << max(4, math.ceil(math.log2(self.env_width)))
+        self.env_w = periodic_window("hann", self.env_m).astype(np.float32)
+        self.env_amp_scale = np.float32(2.0 / float(np.sum(self.env_w)))
+        self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
+
+    def work(self, k: int) -> _Work:
+        """The plan's work buffers, for at least ``k`` (at most ``ROWS``) windows: allocated
+        once, grown to the largest batch seen, then reused."""
+        if self._work is None or self._work.rows < k:
+            rows = min(ROWS, max(k, 2 * (self._work.rows if self._work else 0)))
+            self._work = _Work(rows, self.n, self.nf, self.env_m)
+        return self._work
 
     # -- schema ------------------------------------------------------------------------------
     def _schema(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -187,137 +283,180 @@ class SpectralPlan:
                 add(f"third_octave_{c:g}hz", "dB")
         return tuple(names), tuple(units)
 
-    # -- computation -------------------------------------------------------------------------
-    def compute(self, x: F32, shaft_hz: float | None = None) -> F32:
-        """Features of each row of ``x`` (k, n) float32, in ``names`` order, as (k, F) float32.
+    # -- computation
+    def compute(
+        self,
+        x: F32,
+        shaft_hz: float | npt.NDArray[np.floating[Any]] | None = None,
+        out: FArr | None = None,
+        time_domain: FArr | None = None,
+    ) -> FArr:
+        """Features of each row of ``x`` (k, n) float32, in ``names`` order, as (k, F).
 
-        ``shaft_hz`` (the measured speed) overrides the plan's fixed speed; when the plan has
-        order features but no speed is known, those features are NaN.
+        ``shaft_hz`` (the measured speed; a scalar or one per row, NaN or 0 where unknown)
+        overrides the plan's fixed speed; order features without a known speed are NaN.
+        Written into ``out`` (k, F) when given (any float dtype), else into a new float32
+        array; either way the caller owns the result, which never aliases the plan's buffers.
+        With ``time_domain`` (k, 7), the time-domain features (``features.TIME_DOMAIN``) are
+        written there too, reusing this FFT's mean. Each row's values depend on that row
+        alone, not on the rest of the batch.
         """
-        shaft = shaft_hz if shaft_hz is not None else self.shaft_hz
+        x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n:
             raise ValueError(f"expected (k, {self.n}) windows, got {x.shape}")
         k = x.shape[0]
-        spec = scipy.fft.rfft(x * self.w, axis=1, workers=1, overwrite_x=True)
-        mag2 = spec.real * spec.real
-        mag2 += spec.imag * spec.imag
-        # in float64: BLAS rounding then cannot make results depend on the batch's shape
-        lin = (mag2.astype(np.float64) @ self.lin_m).astype(np.float32)
-        nb = self.band_m.shape[1]
-        total, cnum, vel, disp = lin[:, nb], lin[:, nb + 1], lin[:, nb + 2], lin[:, nb + 3]
-        out: list[F32] = [lin[:, :nb]]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            centroid = np.where(total > 0, cnum / total, 0.0)
-        dom = np.argmax(mag2[:, 1:], axis=1) + 1
-        out += [
-            centroid[:, None],
-            self.freqs32[dom][:, None],
-            np.sqrt(np.take_along_axis(mag2, dom[:, None], axis=1)) * self.amp_scale,
-        ]
-        if self.kind == "vibration":
-            out.append(np.sqrt(vel)[:, None])
-            out.append((2 * math.sqrt(2) * np.sqrt(disp))[:, None])
-            if self.has_speed:
-                out.append(
-                    self._peaks(mag2, [k_ * shaft for k_ in (1, 2, 3)], self.freqs, self.amp_scale)
-                    if shaft
-                    else np.full((k, 3), np.nan, dtype=np.float32)
-                )
-            # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
-            # the envelope would carry the window's shape instead of the signal's modulation
-            raw = scipy.fft.rfft(x, axis=1, workers=1)
-            env_amp, env_rms, env_freqs = self._envelope(raw, mag2)
-            out.append(env_rms[:, None])
-            if self.has_speed and self.bearing_orders:
-                if shaft:
-                    targets = []
-                    for key in BEARING_KEYS:
-                        f0 = self.bearing_orders[key] * shaft
-                        targets += [f0, 2 * f0]
-                    out.append(self._peaks(env_amp, targets, env_freqs, None))
-                else:
-                    out.append(np.full((k, 2 * len(BEARING_KEYS)), np.nan, dtype=np.float32))
-        else:
-            p = mag2 * self.power_scale
-            pa = p @ self.a_w
-            with np.errstate(divide="ignore"):
-                out.append((10 * np.log10(pa / P_REF_PA**2))[:, None])
-                out.append(10 * np.log10((p @ self.third_m) / P_REF_PA**2))
-        res = np.concatenate([np.asarray(o, dtype=np.float32).reshape(k, -1) for o in out], axis=1)
+        res = np.empty((k, len(self.names)), dtype=np.float32) if out is None else out
+        shaft = self._shaft(shaft_hz, k)
+        for i in range(0, k, ROWS):
+            j = min(i + ROWS, k)
+            self._pass(
+                x[i:j],
+                shaft if shaft.ndim == 0 else self._shaft(shaft[i:j], j - i),
+                res[i:j],
+                None if time_domain is None else time_domain[i:j],
+            )
         return res
 
-    def _peaks(
-        self, amp: F32, targets: list[float], freqs: FArr, power_to_amp: np.float32 | None
-    ) -> F32:
-        """Largest amplitude within +-1 bin of each target frequency: (k, len(targets)).
-        Targets beyond the axis ``freqs`` read as 0. With ``power_to_amp``, ``amp`` holds
-        |X|^2 and the peaks become amplitudes as ``sqrt(|X|^2) * power_to_amp``."""
-        idx = np.rint(np.asarray(targets) / self.df).astype(np.int64)
-        cols = np.clip(idx[:, None] + np.arange(-1, 2)[None, :], 0, amp.shape[1] - 1)
-        out = np.asarray(amp[:, cols].max(axis=2), dtype=np.float32)
-        if power_to_amp is not None:
-            out = np.sqrt(out) * power_to_amp
-        out[:, idx >= freqs.shape[0]] = 0.0
+    def _pass(self, x: F32, shaft: FArr, res: FArr, time_domain: FArr | None) -> None:
+        """``compute`` for at most ``ROWS`` windows; ``shaft`` as ``_shaft`` returns it."""
+        k = x.shape[0]
+        wk = self.work(k)
+        spec_buf, mag2, base, td = wk.views(k)
+        raw = scipy.fft.rfft(x, axis=1, workers=1)
+        if time_domain is not None:
+            mean = raw[:, 0].real / np.float32(self.n)
+            features.time_domain(x, time_domain, mean=mean, work=td)
+        if self.windowing is None:
+            spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
+        elif self.windowing.j > 1:
+            spec = self.windowing.apply(raw, spec_buf, wk.tmp(k))
+        else:
+            spec = self.windowing.apply(raw, spec_buf, None)
+        np.abs(spec, out=mag2)
+        np.square(mag2, out=mag2)
+        cum = self._cum(mag2)
+        total = cum[:, -1]
+        col = 0
+
+        def put(v: FArr) -> None:
+            nonlocal col
+            v2 = v.reshape(k, -1)
+            res[:, col : col + v2.shape[1]] = v2
+            col += v2.shape[1]
+
+        put(cum[:, self.band_runs[:, 1]] - cum[:, self.band_runs[:, 0]])
+        cnum = np.einsum("ij,j->i", mag2, self.centroid_w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            put(np.where(total > 0, cnum / total, 0.0).astype(np.float32))
+        dc = mag2[:, 0].copy()
+        mag2[:, 0] = -1.0  # the dominant line is never DC
+        dom = np.argmax(mag2, axis=1)
+        mag2[:, 0] = dc
+        put(self.freqs32[dom])
+        put(np.sqrt(mag2[np.arange(k), dom]) * self.amp_scale)
+        if self.kind == "vibration":
+            band = mag2[:, self.vel_lo : self.vel_hi]
+            put(np.sqrt(np.einsum("ij,j->i", band, self.vel_w)))
+            put(np.float32(2 * math.sqrt(2)) * np.sqrt(np.einsum("ij,j->i", band, self.disp_w)))
+            if self.has_speed:
+                put(np.sqrt(self._peaks(mag2, shaft, ORDER_MULTIPLES)) * self.amp_scale)
+            # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
+            # the envelope would carry the window's shape instead of the signal's modulation
+            env_amp, env_rms, _ = self._envelope(raw, mag2, base, cum)
+            put(env_rms)
+            if self.has_speed and self.bearing_orders:
+                put(self._peaks(env_amp, shaft, self.bearing_multiples))
+        else:
+            with np.errstate(divide="ignore"):
+                pa = np.einsum("ij,j->i", mag2, self.a_w).astype(np.float64)
+                put(10 * np.log10(pa / P_REF_PA**2))
+                third = cum[:, self.third_runs[:, 1]] - cum[:, self.third_runs[:, 0]]
+                put(10 * np.log10(third / P_REF_PA**2))
+
+    def _cum(self, mag2: F32) -> FArr:
+        """Cumulative power over the segments tiling the spectrum, (k, S + 1) float64: every
+        band's mean square is the difference of two columns."""
+        seg = np.add.reduceat(mag2, self.seg_starts, axis=1).astype(np.float64)
+        seg *= self.seg_scale
+        cum = np.zeros((mag2.shape[0], seg.shape[1] + 1))
+        np.cumsum(seg, axis=1, out=cum[:, 1:])
+        return cum
+
+    def _shaft(self, shaft_hz: float | npt.NDArray[np.floating[Any]] | None, k: int) -> FArr:
+        """Shaft speed in Hz: a scalar when one speed holds for all rows, else (k,); NaN where
+        unknown."""
+        s = np.asarray(self.shaft_hz if shaft_hz is None else shaft_hz, dtype=np.float64)
+        s = np.where(s > 0, s, np.nan)
+        if s.ndim == 1 and s.size and (np.isnan(s).all() or (s == s[0]).all()):
+            return np.asarray(s[0])  # one speed (or none) for the whole batch
+        return s
+
+    def _peaks(self, spec: F32, shaft: FArr, multiples: FArr) -> F32:
+        """Largest value of ``spec`` (k, L) within +-1 bin of each target frequency
+        ``shaft x multiples`` (T,): (k, T) float32. Targets beyond the axis read as 0, those of
+        an unknown speed as NaN."""
+        k, length = spec.shape
+        if shaft.ndim == 0 and not np.isfinite(shaft):
+            return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
+        idx = np.rint(np.multiply.outer(shaft, multiples) / self.df)
+        known = np.isfinite(idx)
+        i = np.where(known, idx, 0).astype(np.int64)
+        cols = np.minimum(i[..., None] + np.arange(-1, 2), length - 1)
+        np.maximum(cols, 0, out=cols)
+        if i.ndim == 1:  # one speed for the batch: the same columns in every row
+            vals = spec[:, cols.ravel()].reshape(k, -1, 3)
+        else:
+            vals = np.take_along_axis(spec, cols.reshape(k, -1), axis=1).reshape(cols.shape)
+        out: F32 = vals.max(axis=2).astype(np.float32)
+        out[np.broadcast_to(i >= length, out.shape)] = 0.0
+        out[np.broadcast_to(~known, out.shape)] = np.nan
         return out
 
-    def _envelope(self, spec: npt.NDArray[np.complex64], mag2: F32) -> tuple[F32, F32, FArr]:
-        """Envelope amplitude spectrum (k, M/2+1), envelope RMS (k,), and its frequency axis.
+    def _envelope(
+        self,
+        spec: npt.NDArray[np.complex64],
+        mag2: F32,
+        base: C64 | None = None,
+        cum: FArr | None = None,
+    ) -> tuple[F32, F32, FArr]:
+        """Envelope amplitude spectrum (k, m/2+1), envelope RMS (k,), and its frequency axis.
 
-        Band-pass by keeping only the band's bins (the configured band, or per window the
-        auto-selected one); the analytic signal of the band, shifted to baseband, is the
-        inverse FFT of those bins over ``M`` points (the smallest power of two holding the
-        band): its magnitude is the envelope, sampled at ``M df`` over the same window
+        Band-pass by keeping only the band's bins of the unwindowed spectrum ``spec`` (the
+        configured band, or per window the auto-selected one, from ``mag2``, or from its
+        segment sums ``cum`` when given); the analytic signal of the band, shifted to baseband,
+        is the inverse FFT of those bins over ``m`` points (the smallest power of two holding
+        the band): its magnitude is the envelope, sampled at ``m df`` over the same window
         duration, so the envelope spectrum keeps the resolution ``df``.
         """
         k = spec.shape[0]
+        if base is None:
+            base = np.empty((k, self.env_m), dtype=np.complex64)
+        width = self.env_width
         if self.envelope_band is not None:
-            lo, hi = self.envelope_band
-            i0 = np.full(k, int(np.searchsorted(self.freqs, lo)))
-            width = max(int(np.searchsorted(self.freqs, hi)) - int(i0[0]), 1)
+            i0 = self.env_i0
+            stop = min(i0 + width, spec.shape[1])
+            base[:, : stop - i0] = spec[:, i0:stop]
+            base[:, stop - i0 :] = 0
         else:
-            i0, width = self._auto_band(mag2)
-        # m >= width holds the complex baseband band without aliasing; |z| components above
-        # m df / 2 fold onto (m - width) df .. m df / 2, far above bearing frequencies
-        m = 1 << max(4, math.ceil(math.log2(width)))
-        base = np.zeros((k, m), dtype=np.complex64)
-        cols = np.minimum(i0[:, None] + np.arange(width)[None, :], spec.shape[1] - 1)
-        base[:, :width] = np.take_along_axis(spec, cols, axis=1)
-        # a carrier a cos(w t) gives |X| = a N / 2 in the unwindowed band; ifft divides by m
-        env = np.abs(scipy.fft.ifft(base, axis=1, workers=1)) * np.float32(2.0 * m / self.n)
-        env = env.astype(np.float32)
+            starts = self._auto_band(self._cum(mag2) if cum is None else cum)
+            # every auto band lies inside the spectrum: one contiguous slice per row
+            base[:, :width] = sliding_window_view(spec, width, axis=1)[np.arange(k), starts]
+            base[:, width:] = 0
+        # unnormalised inverse: a carrier a cos(w t) gives |X| = a N / 2 in the band
+        env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))
+        env *= np.float32(2.0 / self.n)
         env -= env.mean(axis=1, keepdims=True)
-        env_rms = np.sqrt(np.mean(env * env, axis=1))
-        wm = self._env_window(m)
-        e = scipy.fft.rfft(env * wm, axis=1, workers=1)
-        amp = (np.abs(e) * np.float32(2.0 / float(np.sum(wm)))).astype(np.float32)
-        return amp, env_rms.astype(np.float32), np.fft.rfftfreq(m, 1.0 / (m * self.df))
+        env_rms = np.sqrt(np.einsum("ij,ij->i", env, env) / np.float32(self.env_m))
+        env *= self.env_w
+        amp = np.abs(scipy.fft.rfft(env, axis=1, workers=1))
+        amp *= self.env_amp_scale
+        return amp, env_rms, self.env_freqs
 
-    def _env_window(self, m: int) -> F32:
-        cache = self.__dict__.setdefault("_env_windows", {})
-        if m not in cache:
-            cache[m] = periodic_window("hann", m).astype(np.float32)
-        w: F32 = cache[m]
-        return w
-
-    def _auto_band(self, mag2: F32) -> tuple[npt.NDArray[np.int64], int]:
+    def _auto_band(self, cum: FArr) -> npt.NDArray[np.int64]:
         """Per window, the first bin of the 2 kHz-wide band above 1 kHz holding the most
-        energy, and the band width in bins. Chosen per window so that results do not depend
-        on how windows are batched."""
-        width_hz = min(2000.0, self.fs / 4)
-        lo_min, hi_max = 1000.0, 0.45 * self.fs
-        if hi_max - lo_min < width_hz:
-            lo_min, width_hz = self.fs / 8, 0.45 * self.fs - self.fs / 8
-        width = max(round(width_hz / self.df), 1)
-        first = int(np.searchsorted(self.freqs, lo_min))
-        last = int(np.searchsorted(self.freqs, hi_max)) - width
-        step = max(width // 4, 1)
-        width = 4 * step  # a band is four steps: candidate bands overlap by three quarters
-        nseg = max((last - first) // step + 4, 4)
-        nseg = min(nseg, (mag2.shape[1] - first) // step)
-        seg = mag2[:, first : first + nseg * step].reshape(mag2.shape[0], nseg, step).sum(axis=2)
-        c = np.concatenate(
-            (np.zeros((seg.shape[0], 1), np.float32), np.cumsum(seg, axis=1)), axis=1
-        )
-        energy = c[:, 4:] - c[:, :-4]
-        starts = first + step * np.argmax(energy, axis=1)
-        return starts.astype(np.int64), width
+        energy (band width ``env_width`` bins; candidates overlap by three quarters), from the
+        segment sums ``cum``. Chosen per window so that results do not depend on how windows
+        are batched."""
+        energy = cum[:, self.auto_runs[:, 1]] - cum[:, self.auto_runs[:, 0]]
+        starts: npt.NDArray[np.int64] = self.auto_edges[np.argmax(energy, axis=1), 0]
+        return starts

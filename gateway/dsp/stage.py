@@ -27,70 +27,69 @@ from gateway.dsp import features as F
 from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
 from gateway.dsp.framing import Framer
+from gateway.dsp.spectral import SpectralPlan
 from gateway.runtime.offload import run_batches
 from gateway.runtime.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
-BATCH = 256
+BATCH = 64
 #: units a speed channel may use, as factors to Hz (checked at config load)
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
 
-def extractor_key(ch: Channel, asset: Asset | None) -> tuple[object, ...]:
-    """What a channel's ``ChannelExtractor`` depends on besides the DSP config."""
-    if asset is None:
-        return (ch.kind, ch.unit, ch.sample_rate_hz)
-    b = asset.bearing
-    geometry = None if b is None else tuple(b.model_dump().values())
-    return (
-        ch.kind,
-        ch.unit,
-        ch.sample_rate_hz,
-        asset.shaft_speed_hz,
-        bool(asset.speed_channel),
-        geometry,
-    )
-
-
 @dataclass
-class _Framed:
-    """The windows one block completed, waiting for their batch's features."""
+class _Pending:
+    """Windows of one channel framed in the current batch, waiting for their features."""
 
-    asset: str
+    slot: int  # index of the first frame in the batch's output
     channel: str
+    asset: str
     ex: ChannelExtractor
-    shaft_hz: float | None
-    data: npt.NDArray[np.float32]  #: (k, window), owned
     start_ts_ns: npt.NDArray[np.int64]
+    rows: slice  # rows in the group's batch
     sample_rate_hz: float
     quality: Quality
-    values: npt.NDArray[np.float64] | None = None  #: (k, F) once computed
 
-    def frames(self, now: int, window: int) -> list[FeatureFrame]:
-        assert self.values is not None
-        span = round(window / self.sample_rate_hz * 1e9)
-        ex = self.ex
-        return [
-            FeatureFrame(
-                self.asset,
-                self.channel,
-                int(t),
-                int(t) + span,
-                now,
-                F.SCHEMA_VERSION,
-                ex.names,
-                ex.units,
-                row,
-                self.quality,
-            )
-            for t, row in zip(self.start_ts_ns, self.values, strict=True)
-        ]
+
+class _Group:
+    """Windows of all channels sharing one spectral plan, gathered for one ``compute``.
+
+    ``data`` is a preallocated (capacity, N) float32 buffer, grown by doubling and reused from
+    batch to batch; only the DSP processor's thread touches it.
+    """
+
+    def __init__(self, ex: ChannelExtractor) -> None:
+        self.ex = ex
+        self.data = np.empty((0, ex.plan.n), dtype=np.float32)
+        self.shaft = np.empty(0)
+        self.n = 0
+        self.pending: list[_Pending] = []
+
+    def add(self, windows: npt.NDArray[np.float32], shaft_hz: float) -> slice:
+        k = windows.shape[0]
+        if self.n + k > self.data.shape[0]:
+            cap = max(2 * self.data.shape[0], self.n + k, 8)
+            data = np.empty((cap, self.data.shape[1]), dtype=np.float32)
+            data[: self.n] = self.data[: self.n]
+            shaft = np.empty(cap)
+            shaft[: self.n] = self.shaft[: self.n]
+            self.data, self.shaft = data, shaft
+        rows = slice(self.n, self.n + k)
+        self.data[rows] = windows  # the framer's view is only valid until its next push
+        self.shaft[rows] = shaft_hz
+        self.n += k
+        return rows
 
 
 class DspProcessor:
-    """The pure part: framing, features and speed tracking, no I/O and no asyncio."""
+    """The pure part: framing, features and speed tracking, no I/O and no asyncio.
+
+    ``process`` frames every block of a batch first, then computes the windows of all
+    channels that share a spectral plan in one vectorised call, and returns the frames in the
+    order of the items. Not thread-safe: one thread at a time (the stage's worker).
+    """
 
     def __init__(
         self,
@@ -104,17 +103,13 @@ class DspProcessor:
         self.framers = {
             c: Framer(cfg.window, cfg.hop) for c, ch in channels.items() if ch.is_waveform
         }
-        # channels whose extraction is configured alike share one extractor, so that their
-        # windows are computed in one batch
-        shared: dict[tuple[object, ...], ChannelExtractor] = {}
-        self.extractors: dict[str, ChannelExtractor] = {}
-        for c, ch in channels.items():
-            if ch.is_waveform:
-                asset = assets.get(self.asset_of.get(c, ""))
-                key = extractor_key(ch, asset)
-                if key not in shared:
-                    shared[key] = ChannelExtractor(ch, asset, cfg)
-                self.extractors[c] = shared[key]
+        plans: dict[tuple[object, ...], SpectralPlan] = {}
+        self.extractors = {
+            c: ChannelExtractor(ch, assets.get(self.asset_of.get(c, "")), cfg, plans)
+            for c, ch in channels.items()
+            if ch.is_waveform
+        }
+        self._groups = {id(p): _Group(ex) for ex in self.extractors.values() for p in [ex.plan]}
         #: speed channel -> the assets it gives the shaft speed of (machines may share a shaft)
         self.speed_of: dict[str, list[str]] = {}
         for name, a in assets.items():
@@ -124,58 +119,68 @@ class DspProcessor:
         self._last: dict[str, Reading] = {}
 
     def process(self, items: list[SampleBlock | Reading]) -> list[FeatureFrame]:
-        """Frames of ``items``, in item order. The windows of all blocks are framed first, then
-        computed in one batch per extractor and shaft speed (results do not depend on how
-        windows are batched)."""
-        now = self.now_ns()
-        slots: list[list[FeatureFrame] | _Framed] = []
-        groups: dict[tuple[int, float | None], list[_Framed]] = {}
+        out: list[FeatureFrame | None] = []
+        used: list[_Group] = []
         for item in items:
-            if isinstance(item, SampleBlock):
-                framed = self._frame(item)
-                if framed is not None:
-                    slots.append(framed)
-                    groups.setdefault((id(framed.ex), framed.shaft_hz), []).append(framed)
-            else:
-                slots.append([self._reading(item, now)])
-        for members in groups.values():
-            ex, shaft = members[0].ex, members[0].shaft_hz
-            data = (
-                members[0].data if len(members) == 1 else np.concatenate([m.data for m in members])
+            if isinstance(item, Reading):
+                out.append(self._reading(item))
+                continue
+            framer = self.framers.get(item.channel)
+            w = framer.push(item) if framer is not None else None
+            if w is None:
+                continue
+            asset = self.asset_of[item.channel]
+            ex = self.extractors[item.channel]
+            group = self._groups[id(ex.plan)]
+            if not group.pending:
+                used.append(group)
+            # the speed known when the window completes: a later reading in the batch
+            # applies to later windows only, as if the items were processed one by one
+            shaft = self.shaft_hz.get(asset, ex.plan.shaft_hz or np.nan)
+            rows = group.add(w.data, shaft)
+            group.pending.append(
+                _Pending(
+                    len(out),
+                    item.channel,
+                    asset,
+                    ex,
+                    w.start_ts_ns,
+                    rows,
+                    w.sample_rate_hz,
+                    w.quality,
+                )
             )
-            values = ex.compute(data, shaft)
-            row = 0
-            for m in members:
-                m.values = values[row : row + len(m.start_ts_ns)]
-                row += len(m.start_ts_ns)
-        out: list[FeatureFrame] = []
-        for slot in slots:
-            if isinstance(slot, list):
-                out += slot
-            else:
-                out += slot.frames(now, self.cfg.window)
-        return out
+            out += [None] * len(w)
+        try:
+            now = self.now_ns()
+            for group in used:
+                self._emit(group, now, out)
+        finally:
+            for group in used:
+                group.pending.clear()
+                group.n = 0
+        return [f for f in out if f is not None]
 
-    def _frame(self, block: SampleBlock) -> _Framed | None:
-        framer = self.framers.get(block.channel)
-        if framer is None:
-            return None
-        w = framer.push(block)
-        if w is None:
-            return None
-        asset = self.asset_of[block.channel]
-        return _Framed(
-            asset,
-            block.channel,
-            self.extractors[block.channel],
-            self.shaft_hz.get(asset),
-            w.data,
-            w.start_ts_ns,
-            w.sample_rate_hz,
-            w.quality,
-        )
+    def _emit(self, group: _Group, now: int, out: list[FeatureFrame | None]) -> None:
+        """Features of a group's windows in one call, into their frames' slots in ``out``.
+        Each frame's values are a row of the array ``compute`` returned for this batch."""
+        values = group.ex.compute(group.data[: group.n], group.shaft[: group.n])
+        schema = F.SCHEMA_VERSION
+        for p in group.pending:
+            span = round(self.cfg.window / p.sample_rate_hz * 1e9)
+            names, units, asset, channel, quality = (
+                p.ex.names,
+                p.ex.units,
+                p.asset,
+                p.channel,
+                p.quality,
+            )
+            for i, (t, row) in enumerate(zip(p.start_ts_ns.tolist(), values[p.rows], strict=True)):
+                out[p.slot + i] = FeatureFrame(
+                    asset, channel, t, t + span, now, schema, names, units, row, quality
+                )
 
-    def _reading(self, r: Reading, now: int) -> FeatureFrame:
+    def _reading(self, r: Reading) -> FeatureFrame:
         prev = self._last.get(r.channel)
         rate = 0.0
         if prev is not None and r.source_ts_ns > prev.source_ts_ns:  # _last holds no Bad values
@@ -191,7 +196,7 @@ class DspProcessor:
             r.channel,
             r.source_ts_ns,
             r.source_ts_ns,
-            now,
+            self.now_ns(),
             F.SCHEMA_VERSION,
             tuple(n for n, _ in F.SCALAR),
             F.units_for(F.SCALAR, ch.unit),

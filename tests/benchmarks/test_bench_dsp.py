@@ -4,6 +4,9 @@ per-channel float64 implementation with ``scipy.signal.hilbert``, all in the sam
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import scipy.fft
 from scipy import signal
@@ -12,7 +15,6 @@ from gateway.config.plant import Asset, Bearing, Channel
 from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
 from tests.benchmarks.conftest import Bench
-from tests.benchmarks.timing import best_of
 
 FS, N, HOP, CHANNELS = 25_600.0, 4096, 2048, 64
 
@@ -32,6 +34,25 @@ def naive(x: np.ndarray, shaft: float, orders: dict[str, float]) -> list[float]:
     return out
 
 
+def interleaved_best(
+    fns: dict[str, Callable[[], object]], rounds: int = 30
+) -> dict[str, tuple[float, float]]:
+    """Least (CPU, wall) time in seconds of each function over ``rounds`` rounds that run them
+    in turn, so that every contender sees the same machine load; one warm-up round first.
+    CPU time is the process's (all its threads: work handed to helper threads still counts);
+    a machine shared with other jobs disturbs it far less than wall time, and as everything
+    measured here runs on the calling thread, it is what "per core" means."""
+    best = {name: (float("inf"), float("inf")) for name in fns}
+    for r in range(rounds + 1):
+        for name, fn in fns.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            c, w = time.process_time() - c0, time.perf_counter() - w0
+            if r:
+                best[name] = (min(best[name][0], c), min(best[name][1], w))
+    return best
+
+
 def test_bench_full_features_vs_rfft_and_naive(bench: Bench) -> None:
     asset = Asset(
         channels=["v"],
@@ -43,22 +64,29 @@ def test_bench_full_features_vs_rfft_and_naive(bench: Bench) -> None:
     )
     rng = np.random.default_rng(0)
     windows = rng.standard_normal((CHANNELS, N)).astype(np.float32)
-
-    t_ours = best_of(lambda: ex.compute(windows))
-    t_fft = best_of(lambda: scipy.fft.rfft(windows, axis=1, workers=1))
+    out = np.empty((CHANNELS, len(ex.names)))
     orders = ex.plan.bearing_orders or {}
-    t_naive = best_of(lambda: [naive(w, 24.75, orders) for w in windows], repeat=2)
+
+    best = interleaved_best(
+        {
+            "ours": lambda: ex.compute(windows, out=out),
+            # the bare transform of the same float32 windows, batched, one thread
+            "rfft": lambda: scipy.fft.rfft(windows, axis=1, workers=1),
+        }
+    )
+    (t_ours, w_ours), (t_fft, w_fft) = best["ours"], best["rfft"]
+    t_naive = interleaved_best({"naive": lambda: [naive(w, 24.75, orders) for w in windows]}, 2)
     # one window per channel covers HOP new samples: channels per core in real time
     per_core = CHANNELS * HOP / FS / t_ours
     print(
-        f"\n[bench] full features, {CHANNELS} ch x {N}-pt windows: {t_ours * 1e3:.2f} ms; "
-        f"ratio to bare batched rfft {t_ours / t_fft:.2f}x (goal <= 4x); "
-        f"naive float64+hilbert is {t_naive / t_ours:.1f}x slower than ours; "
+        f"\n[bench] full features, {CHANNELS} ch x {N}-pt windows: {t_ours * 1e3:.2f} ms CPU; "
+        f"ratio to bare batched rfft {t_ours / t_fft:.2f}x CPU, {w_ours / w_fft:.2f}x wall "
+        f"(goal <= 4x); naive float64+hilbert is {t_naive['naive'][0] / t_ours:.1f}x slower; "
         f"{per_core:.0f} channels at 25.6 kHz per core (goal >= 1000); "
         f"{len(ex.names)} features per window"
     )
     bench.record(
-        f"features, {CHANNELS} ch x {N}-pt windows",
+        f"features, {CHANNELS} ch x {N}-pt windows (CPU)",
         t_ours * 1e3,
         "ms",
         baseline=t_fft * 1e3,
@@ -66,13 +94,66 @@ def test_bench_full_features_vs_rfft_and_naive(bench: Bench) -> None:
         goal="<= 4x",
     )
     bench.record(
-        "naive float64 + hilbert, same windows",
-        t_naive * 1e3,
+        "naive float64 + hilbert, same windows (CPU)",
+        t_naive["naive"][0] * 1e3,
         "ms",
         baseline=t_ours * 1e3,
         baseline_name="ours",
     )
     bench.record("25.6 kHz channels per core", per_core, "channels", goal=">= 1000")
+
+
+def test_bench_processor_64_channels(bench: Bench) -> None:
+    """The DSP processor as the stage runs it: blocks of 0.1 s from 64 channels of one asset,
+    framed, batched across channels, features computed and frames built, against the bare
+    batched rfft of the windows it completes, in the same run."""
+    from gateway.core.records import SampleBlock
+    from gateway.dsp.stage import DspProcessor
+
+    names = [f"c{i}" for i in range(CHANNELS)]
+    channels = {n: Channel(kind="vibration", sample_rate_hz=FS) for n in names}
+    asset = Asset(
+        channels=names,
+        shaft_speed_hz=24.75,
+        bearing=Bearing(balls=9, ball_diameter_mm=7.94, pitch_diameter_mm=39.04),
+    )
+    seconds, block = 4, 2560
+    rng = np.random.default_rng(2)
+    data = rng.standard_normal((CHANNELS, int(seconds * FS))).astype(np.float32)
+    batches = [
+        [SampleBlock(n, 0, 0, FS, data[c, i : i + block].copy(), i) for c, n in enumerate(names)]
+        for i in range(0, data.shape[1], block)
+    ]
+    frames = 0
+
+    def ours() -> None:
+        nonlocal frames
+        proc = DspProcessor(DspConfig(window=N, hop=HOP), channels, {"a": asset}, lambda: 0)
+        frames = sum(len(proc.process(list(b))) for b in batches)
+
+    windows = np.lib.stride_tricks.sliding_window_view(data, N, axis=1)[:, ::HOP]
+    windows = np.ascontiguousarray(windows.reshape(-1, N))
+    best = interleaved_best(
+        {"ours": ours, "rfft": lambda: scipy.fft.rfft(windows, axis=1, workers=1)}, rounds=5
+    )
+    assert frames == windows.shape[0]  # the same windows on both sides
+    (t_ours, w_ours), (t_fft, w_fft) = best["ours"], best["rfft"]
+    per_core = CHANNELS * seconds / t_ours
+    print(
+        f"\n[bench] DSP processor, {CHANNELS} ch x {seconds} s in {block}-sample blocks: "
+        f"{t_ours * 1e3:.1f} ms CPU, ratio to bare batched rfft of its windows "
+        f"{t_ours / t_fft:.2f}x CPU, {w_ours / w_fft:.2f}x wall; "
+        f"{per_core:.0f} channels at 25.6 kHz per core"
+    )
+    bench.record(
+        f"DSP processor, {CHANNELS} ch x {seconds} s (CPU)",
+        t_ours * 1e3,
+        "ms",
+        baseline=t_fft * 1e3,
+        baseline_name="bare batched scipy rfft",
+        goal="<= 4x",
+    )
+    bench.record("25.6 kHz channels per core, processor", per_core, "channels", goal=">= 1000")
 
 
 def test_bench_event_loop_lag_while_processing(bench: Bench) -> None:
