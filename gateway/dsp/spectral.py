@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
 from gateway.dsp import features
@@ -408,8 +407,11 @@ class SpectralPlan:
         else:
             vals = np.take_along_axis(spec, cols.reshape(k, -1), axis=1).reshape(cols.shape)
         out: F32 = vals.max(axis=2).astype(np.float32)
-        out[np.broadcast_to(i >= length, out.shape)] = 0.0
-        out[np.broadcast_to(~known, out.shape)] = np.nan
+        if i.ndim == 1:
+            out[:, i >= length] = 0.0
+        else:
+            out[i >= length] = 0.0
+            out[~known] = np.nan
         return out
 
     def _envelope(
@@ -440,7 +442,15 @@ class SpectralPlan:
         else:
             starts = self._auto_band(self._cum(mag2) if cum is None else cum)
             # every auto band lies inside the spectrum: one contiguous slice per row
-            base[:, :width] = sliding_window_view(spec, width, axis=1)[np.arange(k), starts]
+            # (k, F - width + 1, width) view: row r, band start s -> spec[r, s : s + width]
+            item = spec.itemsize
+            bands: C64 = np.ndarray(
+                (k, spec.shape[1] - width + 1, width),
+                spec.dtype,
+                np.ascontiguousarray(spec),
+                strides=(spec.shape[1] * item, item, item),
+            )
+            base[:, :width] = bands[np.arange(k), starts]
             base[:, width:] = 0
         # unnormalised inverse: a carrier a cos(w t) gives |X| = a N / 2 in the band
         env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))
