@@ -124,6 +124,7 @@ class _Work:
 #: buffers (about 3.5 x 4 N bytes per window) stay in cache; a longer batch takes several
 #: passes, with the same results (each window's features depend on that window alone)
 ROWS = 64
+PASS_SAMPLES = 1 << 20  #: and at most this many samples per pass (long windows: fewer rows)
 
 
 @dataclass
@@ -188,6 +189,7 @@ class SpectralPlan:
         self.has_speed = self.has_speed or self.shaft_hz is not None
         self.names, self.units = self._schema()
         self._work: _Work | None = None
+        self.rows = max(1, min(ROWS, PASS_SAMPLES // n))  #: windows per pass
         f0 = [self.bearing_orders[key] for key in BEARING_KEYS] if self.bearing_orders else []
         #: envelope targets in shaft orders: each defect frequency, then its first harmonic
         self.bearing_multiples = np.array([m for f in f0 for m in (f, 2 * f)])
@@ -243,10 +245,10 @@ class SpectralPlan:
         self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
 
     def work(self, k: int) -> _Work:
-        """The plan's work buffers, for at least ``k`` (at most ``ROWS``) windows: allocated
+        """The plan's work buffers, for at least ``k`` (at most ``rows``) windows: allocated
         once, grown to the largest batch seen, then reused."""
         if self._work is None or self._work.rows < k:
-            rows = min(ROWS, max(k, 2 * (self._work.rows if self._work else 0)))
+            rows = min(self.rows, max(k, 2 * (self._work.rows if self._work else 0)))
             self._work = _Work(rows, self.n, self.nf, self.env_m)
         return self._work
 
@@ -306,8 +308,8 @@ class SpectralPlan:
         k = x.shape[0]
         res = np.empty((k, len(self.names)), dtype=np.float32) if out is None else out
         shaft = self._shaft(shaft_hz, k)
-        for i in range(0, k, ROWS):
-            j = min(i + ROWS, k)
+        for i in range(0, k, self.rows):
+            j = min(i + self.rows, k)
             self._pass(
                 x[i:j],
                 shaft if shaft.ndim == 0 else self._shaft(shaft[i:j], j - i),
@@ -317,7 +319,7 @@ class SpectralPlan:
         return res
 
     def _pass(self, x: F32, shaft: FArr, res: FArr, time_domain: FArr | None) -> None:
-        """``compute`` for at most ``ROWS`` windows; ``shaft`` as ``_shaft`` returns it."""
+        """``compute`` for at most ``rows`` windows; ``shaft`` as ``_shaft`` returns it."""
         k = x.shape[0]
         wk = self.work(k)
         spec_buf, mag2, base, td = wk.views(k)
