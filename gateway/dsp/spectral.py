@@ -190,6 +190,8 @@ class SpectralPlan:
         self.names, self.units = self._schema()
         self._work: _Work | None = None
         self.rows = max(1, min(ROWS, PASS_SAMPLES // n))  #: windows per pass
+        #: peak columns per (speed, axis length, targets), for a speed shared by a batch
+        self._peak_cols: dict[tuple[float, int, int], tuple[npt.NDArray[np.int64], ...]] = {}
         f0 = [self.bearing_orders[key] for key in BEARING_KEYS] if self.bearing_orders else []
         #: envelope targets in shaft orders: each defect frequency, then its first harmonic
         self.bearing_multiples = np.array([m for f in f0 for m in (f, 2 * f)])
@@ -347,8 +349,7 @@ class SpectralPlan:
 
         put(cum[:, self.band_runs[:, 1]] - cum[:, self.band_runs[:, 0]])
         cnum = np.einsum("ij,j->i", mag2, self.centroid_w)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            put(np.where(total > 0, cnum / total, 0.0).astype(np.float32))
+        put(np.divide(cnum, total, out=np.zeros(k), where=total > 0).astype(np.float32))
         dc = mag2[:, 0].copy()
         mag2[:, 0] = -1.0  # the dominant line is never DC
         dom = np.argmax(mag2, axis=1)
@@ -397,8 +398,21 @@ class SpectralPlan:
         ``shaft x multiples`` (T,): (k, T) float32. Targets beyond the axis read as 0, those of
         an unknown speed as NaN."""
         k, length = spec.shape
-        if shaft.ndim == 0 and not np.isfinite(shaft):
-            return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
+        if shaft.ndim == 0:
+            if not np.isfinite(shaft):
+                return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
+            key = (float(shaft), length, multiples.shape[0])
+            cached = self._peak_cols.get(key)
+            if cached is None:
+                i1 = np.rint(shaft * multiples / self.df).astype(np.int64)
+                cols1 = np.clip(i1[:, None] + np.arange(-1, 2), 0, length - 1).ravel()
+                if len(self._peak_cols) >= 64:  # a measured speed changes: keep a few
+                    self._peak_cols.clear()
+                cached = self._peak_cols[key] = (cols1, np.flatnonzero(i1 >= length))
+            cols1, beyond = cached
+            out1: F32 = spec[:, cols1].reshape(k, -1, 3).max(axis=2).astype(np.float32)
+            out1[:, beyond] = 0.0
+            return out1
         idx = np.rint(np.multiply.outer(shaft, multiples) / self.df)
         known = np.isfinite(idx)
         i = np.where(known, idx, 0).astype(np.int64)
