@@ -38,7 +38,7 @@ def naive(x: np.ndarray, shaft: float, orders: dict[str, float]) -> list[float]:
 
 
 def interleaved_best(
-    fns: dict[str, Callable[[], object]], rounds: int = 30
+    fns: dict[str, Callable[[], object]], rounds: int = 60
 ) -> dict[str, tuple[float, float]]:
     """Least (CPU, wall) time in seconds of each function over ``rounds`` rounds that run them
     in turn, so that every contender sees the same machine load; one warm-up round first.
