@@ -81,8 +81,9 @@ def time_domain(
     tiny = np.float32(1e-12) * np.maximum(np.float32(1.0), mu2)  # m2 below: constant
     res = np.empty((k, len(TIME_DOMAIN))) if out is None else out
     res[:, 0], res[:, 1], res[:, 2], res[:, 3] = mean, rms, peak, xmax - xmin
-    with np.errstate(divide="ignore", invalid="ignore"):
-        res[:, 4] = np.where(rms > 0, peak / rms, 0.0)
-        res[:, 5] = np.where(m2 > tiny, m4 / (m2 * m2), 0.0)
-        res[:, 6] = np.where(m2 > tiny, m3 / m2**1.5, 0.0)
+    spread = m2 > tiny
+    zero = np.zeros(k, dtype=np.float32)
+    res[:, 4] = np.divide(peak, rms, out=zero.copy(), where=rms > 0)
+    res[:, 5] = np.divide(m4, m2 * m2, out=zero.copy(), where=spread)
+    res[:, 6] = np.divide(m3, m2**1.5, out=zero, where=spread)
     return res

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
-from numpy.lib.stride_tricks import sliding_window_view
 
 from gateway.dsp import features
 from gateway.dsp.cosine import CosineWindowing
@@ -125,6 +124,7 @@ class _Work:
 #: buffers (about 3.5 x 4 N bytes per window) stay in cache; a longer batch takes several
 #: passes, with the same results (each window's features depend on that window alone)
 ROWS = 64
+PASS_SAMPLES = 1 << 20  #: and at most this many samples per pass (long windows: fewer rows)
 
 
 @dataclass
@@ -189,6 +189,9 @@ class SpectralPlan:
         self.has_speed = self.has_speed or self.shaft_hz is not None
         self.names, self.units = self._schema()
         self._work: _Work | None = None
+        self.rows = max(1, min(ROWS, PASS_SAMPLES // n))  #: windows per pass
+        #: peak columns per (speed, axis length, targets), for a speed shared by a batch
+        self._peak_cols: dict[tuple[float, int, int], tuple[npt.NDArray[np.int64], ...]] = {}
         f0 = [self.bearing_orders[key] for key in BEARING_KEYS] if self.bearing_orders else []
         #: envelope targets in shaft orders: each defect frequency, then its first harmonic
         self.bearing_multiples = np.array([m for f in f0 for m in (f, 2 * f)])
@@ -244,10 +247,10 @@ class SpectralPlan:
         self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
 
     def work(self, k: int) -> _Work:
-        """The plan's work buffers, for at least ``k`` (at most ``ROWS``) windows: allocated
+        """The plan's work buffers, for at least ``k`` (at most ``rows``) windows: allocated
         once, grown to the largest batch seen, then reused."""
         if self._work is None or self._work.rows < k:
-            rows = min(ROWS, max(k, 2 * (self._work.rows if self._work else 0)))
+            rows = min(self.rows, max(k, 2 * (self._work.rows if self._work else 0)))
             self._work = _Work(rows, self.n, self.nf, self.env_m)
         return self._work
 
@@ -307,8 +310,8 @@ class SpectralPlan:
         k = x.shape[0]
         res = np.empty((k, len(self.names)), dtype=np.float32) if out is None else out
         shaft = self._shaft(shaft_hz, k)
-        for i in range(0, k, ROWS):
-            j = min(i + ROWS, k)
+        for i in range(0, k, self.rows):
+            j = min(i + self.rows, k)
             self._pass(
                 x[i:j],
                 shaft if shaft.ndim == 0 else self._shaft(shaft[i:j], j - i),
@@ -318,7 +321,7 @@ class SpectralPlan:
         return res
 
     def _pass(self, x: F32, shaft: FArr, res: FArr, time_domain: FArr | None) -> None:
-        """``compute`` for at most ``ROWS`` windows; ``shaft`` as ``_shaft`` returns it."""
+        """``compute`` for at most ``rows`` windows; ``shaft`` as ``_shaft`` returns it."""
         k = x.shape[0]
         wk = self.work(k)
         spec_buf, mag2, base, td = wk.views(k)
@@ -346,8 +349,7 @@ class SpectralPlan:
 
         put(cum[:, self.band_runs[:, 1]] - cum[:, self.band_runs[:, 0]])
         cnum = np.einsum("ij,j->i", mag2, self.centroid_w)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            put(np.where(total > 0, cnum / total, 0.0).astype(np.float32))
+        put(np.divide(cnum, total, out=np.zeros(k), where=total > 0).astype(np.float32))
         dc = mag2[:, 0].copy()
         mag2[:, 0] = -1.0  # the dominant line is never DC
         dom = np.argmax(mag2, axis=1)
@@ -396,8 +398,21 @@ class SpectralPlan:
         ``shaft x multiples`` (T,): (k, T) float32. Targets beyond the axis read as 0, those of
         an unknown speed as NaN."""
         k, length = spec.shape
-        if shaft.ndim == 0 and not np.isfinite(shaft):
-            return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
+        if shaft.ndim == 0:
+            if not np.isfinite(shaft):
+                return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
+            key = (float(shaft), length, multiples.shape[0])
+            cached = self._peak_cols.get(key)
+            if cached is None:
+                i1 = np.rint(shaft * multiples / self.df).astype(np.int64)
+                cols1 = np.clip(i1[:, None] + np.arange(-1, 2), 0, length - 1).ravel()
+                if len(self._peak_cols) >= 64:  # a measured speed changes: keep a few
+                    self._peak_cols.clear()
+                cached = self._peak_cols[key] = (cols1, np.flatnonzero(i1 >= length))
+            cols1, beyond = cached
+            out1: F32 = spec[:, cols1].reshape(k, -1, 3).max(axis=2).astype(np.float32)
+            out1[:, beyond] = 0.0
+            return out1
         idx = np.rint(np.multiply.outer(shaft, multiples) / self.df)
         known = np.isfinite(idx)
         i = np.where(known, idx, 0).astype(np.int64)
@@ -408,8 +423,11 @@ class SpectralPlan:
         else:
             vals = np.take_along_axis(spec, cols.reshape(k, -1), axis=1).reshape(cols.shape)
         out: F32 = vals.max(axis=2).astype(np.float32)
-        out[np.broadcast_to(i >= length, out.shape)] = 0.0
-        out[np.broadcast_to(~known, out.shape)] = np.nan
+        if i.ndim == 1:
+            out[:, i >= length] = 0.0
+        else:
+            out[i >= length] = 0.0
+            out[~known] = np.nan
         return out
 
     def _envelope(
@@ -440,7 +458,15 @@ class SpectralPlan:
         else:
             starts = self._auto_band(self._cum(mag2) if cum is None else cum)
             # every auto band lies inside the spectrum: one contiguous slice per row
-            base[:, :width] = sliding_window_view(spec, width, axis=1)[np.arange(k), starts]
+            # (k, F - width + 1, width) view: row r, band start s -> spec[r, s : s + width]
+            item = spec.itemsize
+            bands: C64 = np.ndarray(
+                (k, spec.shape[1] - width + 1, width),
+                spec.dtype,
+                np.ascontiguousarray(spec),
+                strides=(spec.shape[1] * item, item, item),
+            )
+            base[:, :width] = bands[np.arange(k), starts]
             base[:, width:] = 0
         # unnormalised inverse: a carrier a cos(w t) gives |X| = a N / 2 in the band
         env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))

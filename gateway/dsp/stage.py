@@ -39,7 +39,7 @@ BATCH = 64
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """Windows of one channel framed in the current batch, waiting for their features."""
 
@@ -109,7 +109,17 @@ class DspProcessor:
             for c, ch in channels.items()
             if ch.is_waveform
         }
-        self._groups = {id(p): _Group(ex) for ex in self.extractors.values() for p in [ex.plan]}
+        groups: dict[int, _Group] = {}
+        #: waveform channel -> its framer, asset, extractor and the group of its plan
+        self._routes = {
+            c: (
+                self.framers[c],
+                self.asset_of.get(c, ""),
+                ex,
+                groups.setdefault(id(ex.plan), _Group(ex)),
+            )
+            for c, ex in self.extractors.items()
+        }
         #: speed channel -> the assets it gives the shaft speed of (machines may share a shaft)
         self.speed_of: dict[str, list[str]] = {}
         for name, a in assets.items():
@@ -125,13 +135,13 @@ class DspProcessor:
             if isinstance(item, Reading):
                 out.append(self._reading(item))
                 continue
-            framer = self.framers.get(item.channel)
-            w = framer.push(item) if framer is not None else None
+            route = self._routes.get(item.channel)
+            if route is None:
+                continue
+            framer, asset, ex, group = route
+            w = framer.push(item)
             if w is None:
                 continue
-            asset = self.asset_of[item.channel]
-            ex = self.extractors[item.channel]
-            group = self._groups[id(ex.plan)]
             if not group.pending:
                 used.append(group)
             # the speed known when the window completes: a later reading in the batch

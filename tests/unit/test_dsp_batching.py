@@ -79,6 +79,10 @@ def test_long_batches_and_offset_windows_keep_row_independence() -> None:
     batch = ex.compute(x)
     for i in (0, 1, 2, ROWS - 1, ROWS, 2 * ROWS + 6):
         np.testing.assert_array_equal(batch[i : i + 1], ex.compute(x[i : i + 1]))
+    long = SpectralPlan(48_000.0, 1 << 18, kind="acoustic")
+    assert long.rows == 4  # long windows: fewer per pass, the work buffers stay bounded
+    y = np.random.default_rng(5).standard_normal((5, 1 << 18)).astype(np.float32)
+    np.testing.assert_array_equal(long.compute(y)[4:], long.compute(y[4:]))
     kurt, skew = ex.names.index("kurtosis"), ex.names.index("skewness")
     offset = x[2].astype(np.float64)  # 3 + sine: the offset path
     d = offset - offset.mean()
