@@ -1,5 +1,5 @@
-"""End to end: simulated machines (healthy ones and one per fault type, in accelerated machine
-time) -> Modbus and OPC UA -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and
+"""End to end: 16 simulated machines (7 healthy, 9 developing a fault: every fault type, some
+twice, in accelerated machine time) -> Modbus (12) and OPC UA (4) -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and
 the journal -> the InfluxDB forwarder -> a real VictoriaMetrics, with an uplink cut, a Modbus
 device outage and an OPC UA server restart during the run.
 
@@ -41,21 +41,28 @@ from tests.uplink.victoria import victoria_metrics
 FAIL_AFTER_S = 36.0
 #: false alarms allowed per healthy machine-day (the shipped models are calibrated to far less)
 FA_BUDGET_PER_MACHINE_DAY = 0.05
-#: (asset, model/class, fault scenario or None)
+#: (asset, model/class, fault scenario or None): 16 machines, 7 healthy and 9 developing a
+#: fault (every fault type, some twice, on both protocols)
 PLANT = [
     ("pumpA", "motor-pump", None),
     ("pumpB", "motor-pump", None),
+    ("pumpC", "motor-pump", None),
     ("fanA", "fan", None),
+    ("fanB", "fan", None),
     ("pumpOR", "motor-pump", "outer-race"),
     ("pumpIR", "motor-pump", "inner-race"),
     ("pumpBL", "motor-pump", "ball"),
     ("pumpMS", "motor-pump", "misalignment"),
     ("fanIM", "fan", "imbalance"),
+    ("pumpIR2", "motor-pump", "inner-race"),
+    ("fanIM2", "fan", "imbalance"),
 ]
 #: machines served over OPC UA (after the Modbus ones in the plant)
 OPCUA_PLANT = [
     ("pumpOA", "motor-pump", None),
+    ("fanOA", "fan", None),
     ("pumpOX", "motor-pump", "outer-race"),
+    ("pumpOM", "motor-pump", "misalignment"),
 ]
 NS = "urn:pdm-gateway:simulator"
 OPCUA_DEVICE = "opcsim"
@@ -128,7 +135,7 @@ def machines() -> tuple[list[DemoMachine], list[Machine]]:
         fault = faults[0].to_fault() if faults else None
         shaft = 24.75 if cls == "motor-pump" else 16.5
         spec = replace(
-            base, name=asset, shaft_hz=shaft, load=0.6 + 0.05 * i, faults=(fault,) if fault else ()
+            base, name=asset, shaft_hz=shaft, load=0.6 + 0.02 * i, faults=(fault,) if fault else ()
         )
         group = "group2_rigid" if cls == "motor-pump" else "group2_flexible"
         demo.append(DemoMachine(asset, scenario or "healthy", cls, group, spec))
