@@ -1,7 +1,8 @@
 """End to end: 16 simulated machines (7 healthy, 9 developing a fault: every fault type, some
-twice, in accelerated machine time) -> Modbus (12) and OPC UA (4) -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and
-the journal -> the InfluxDB forwarder -> a real VictoriaMetrics, with an uplink cut, a Modbus
-device outage and an OPC UA server restart during the run.
+twice, in accelerated machine time) -> Modbus (12) and OPC UA (4) -> DSP -> the shipped LiteRT
+models -> alerts -> the OPC UA server and the journal -> the InfluxDB forwarder -> a real
+VictoriaMetrics, with an uplink cut, a Modbus device outage and an OPC UA server restart during
+the run. (A gateway ``kill -9`` and the store's byte budget: ``test_gateway_crash``.)
 
 Asserted: every faulty machine alerts before its simulated failure (lead time reported in machine
 days), healthy machines stay within the false-alarm budget (reported per machine-day), health
