@@ -180,101 +180,106 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
     async with victoria_metrics(tmp_path / "vm") as vm:
         proxy = FaultProxy(vm.url)
         await proxy.start()
-        # short windows: many records per second
-        extra = uplink_toml(proxy.url, 50)
-        text = plant_toml(port, state, units=2, extra=extra, window=256, hop=128)
-        # a small byte budget; the writer commits often so the budget is reached in seconds
-        config.write_text(text.replace("[store]\n", f"[store]\nmax_bytes = {STORE_MAX_BYTES}\n"))
-        gw = await Gateway.start(config, state)
         try:
-            # data flows upstream
-            await gw.until(
-                lambda s: s["uplink"]["influxdb"]["sent"] > 20 and s["health"]["state"] == "ok",
-                "data flowing with health ok",
+            # short windows: many records per second
+            extra = uplink_toml(proxy.url, 50)
+            text = plant_toml(port, state, units=2, extra=extra, window=256, hop=128)
+            # a small byte budget; the writer commits often so the budget is reached in seconds
+            config.write_text(
+                text.replace("[store]\n", f"[store]\nmax_bytes = {STORE_MAX_BYTES}\n")
             )
-            # the uplink is cut and the store reaches its budget: both reported
-            proxy.mode = "cut"
-            st = await gw.until(lambda s: "uplink influxdb down" in reasons(s), "uplink down")
-            assert st["health"]["state"] == "degraded"
-            st = await gw.until(lambda s: "store full" in reasons(s), "store full in health")
-            assert st["store"]["evicting"]
-            healthz = await gw.get("/healthz")
-            assert any("store full" in r for r in healthz["reasons"]), healthz
-            # every device stops answering: no new records; health says so
-            modbus_sim.server.inject("no_response")
-            await gw.until(
-                lambda s: (
-                    s["health"]["state"] == "failing" and "all devices unreachable" in reasons(s)
-                ),
-                "all devices unreachable",
-            )
-            # quiet: nothing queued, nothing pending, the committed seq no longer moves
-            seen: list[int] = []
+            gw = await Gateway.start(config, state)
+            try:
+                # data flows upstream
+                await gw.until(
+                    lambda s: s["uplink"]["influxdb"]["sent"] > 20 and s["health"]["state"] == "ok",
+                    "data flowing with health ok",
+                )
+                # the uplink is cut and the store reaches its budget: both reported
+                proxy.mode = "cut"
+                st = await gw.until(lambda s: "uplink influxdb down" in reasons(s), "uplink down")
+                assert st["health"]["state"] == "degraded"
+                st = await gw.until(lambda s: "store full" in reasons(s), "store full in health")
+                assert st["store"]["evicting"]
+                healthz = await gw.get("/healthz")
+                assert any("store full" in r for r in healthz["reasons"]), healthz
+                # every device stops answering: no new records; health says so
+                modbus_sim.server.inject("no_response")
+                await gw.until(
+                    lambda s: (
+                        s["health"]["state"] == "failing"
+                        and "all devices unreachable" in reasons(s)
+                    ),
+                    "all devices unreachable",
+                )
+                # quiet: nothing queued, nothing pending, the committed seq no longer moves
+                seen: list[int] = []
 
-            def quiet(s: Status) -> bool:
-                idle = all(q["depth"] == 0 for q in s["queues"].values())
-                idle = idle and not s["store"]["pending"]
-                seen.append(int(s["store"]["last_seq"]) if idle else -1)
-                return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] >= 0
+                def quiet(s: Status) -> bool:
+                    idle = all(q["depth"] == 0 for q in s["queues"].values())
+                    idle = idle and not s["store"]["pending"]
+                    seen.append(int(s["store"]["last_seq"]) if idle else -1)
+                    return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] >= 0
 
-            before_kill = await gw.until(quiet, "the store quiet")
-        except BaseException:
-            gw.proc.kill()
-            await gw.proc.wait()
-            raise
-        await gw.kill()
-        dropped_1 = drops(before_kill)
-        committed_1 = int(before_kill["store"]["last_seq"])
-        assert dropped_1, "the budget was never reached"
-        assert set(dropped_1) <= {"feature", "score"}, dropped_1  # never alerts/sensor events
-        assert before_kill["uplink"]["influxdb"]["rejected"] == 0
+                before_kill = await gw.until(quiet, "the store quiet")
+            except BaseException:
+                gw.proc.kill()
+                await gw.proc.wait()
+                raise
+            await gw.kill()
+            dropped_1 = drops(before_kill)
+            committed_1 = int(before_kill["store"]["last_seq"])
+            assert dropped_1, "the budget was never reached"
+            assert set(dropped_1) <= {"feature", "score"}, dropped_1  # never alerts/sensor events
+            assert before_kill["uplink"]["influxdb"]["rejected"] == 0
 
-        # after the kill: intact, and it holds what was committed (no seq after the snapshot)
-        assert sequence(journal) == committed_1
-        held, held_cursor, _ = journal_rows(journal)
-        assert max((r.seq for r in held), default=0) == committed_1
-        backlog = sum(1 for r in held if r.kind not in PRIORITY_KINDS and r.seq > held_cursor)
-        assert backlog > 100  # unsent records the restart must send
+            # after the kill: intact, and it holds what was committed (no seq after the snapshot)
+            assert sequence(journal) == committed_1
+            held, held_cursor, _ = journal_rows(journal)
+            assert max((r.seq for r in held), default=0) == committed_1
+            backlog = sum(1 for r in held if r.kind not in PRIORITY_KINDS and r.seq > held_cursor)
+            assert backlog > 100  # unsent records the restart must send
 
-        # restarted while the uplink is still cut and the devices still silent
-        gw = await Gateway.start(config, state)
-        try:
-            st = await gw.until(
-                lambda s: (
-                    "previous run ended without a clean stop" in reasons(s)
-                    and "uplink influxdb down" in reasons(s)
-                ),
-                "the unclean restart reported",
-            )
-            assert st["run"] == {"unclean_start": True, "recovered": False}
-            await gw.wait_line("previous run ended without a clean stop")
-            # the uplink comes back: the backlog from before the kill is resent
-            proxy.mode = "pass"
-            await gw.until(lambda s: s["run"]["recovered"], "backlog resent")
-            # the devices answer again: everything recovers by itself
-            modbus_sim.server.clear("no_response")
-            sent = st["uplink"]["influxdb"]["sent"]
-            final = await gw.until(
-                lambda s: (
-                    s["health"] == {"state": "ok", "reasons": []}
-                    and all(d["state"] == "connected" for d in s["devices"].values())
-                    and s["uplink"]["influxdb"]["state"] == "up"
-                    and s["uplink"]["influxdb"]["sent"] > sent + 20
-                    and s["store"]["last_seq"] > committed_1 + 100  # new data after the restart
-                    and not s["store"]["evicting"]
-                ),
-                "every component recovered",
-            )
-            dropped_2 = drops(final)
-            assert dropped_2 == {}, dropped_2  # (nothing held from before the kill was evicted)
-            assert final["uplink"]["influxdb"]["rejected"] == 0
-            assert final["uplink"]["influxdb"]["unencodable"] == 0
-        except BaseException:
-            gw.proc.kill()
-            await gw.proc.wait()
-            raise
-        assert await gw.stop() == 0
-        await proxy.stop()
+            # restarted while the uplink is still cut and the devices still silent
+            gw = await Gateway.start(config, state)
+            try:
+                st = await gw.until(
+                    lambda s: (
+                        "previous run ended without a clean stop" in reasons(s)
+                        and "uplink influxdb down" in reasons(s)
+                    ),
+                    "the unclean restart reported",
+                )
+                assert st["run"] == {"unclean_start": True, "recovered": False}
+                await gw.wait_line("previous run ended without a clean stop")
+                # the uplink comes back: the backlog from before the kill is resent
+                proxy.mode = "pass"
+                await gw.until(lambda s: s["run"]["recovered"], "backlog resent")
+                # the devices answer again: everything recovers by itself
+                modbus_sim.server.clear("no_response")
+                sent = st["uplink"]["influxdb"]["sent"]
+                final = await gw.until(
+                    lambda s: (
+                        s["health"] == {"state": "ok", "reasons": []}
+                        and all(d["state"] == "connected" for d in s["devices"].values())
+                        and s["uplink"]["influxdb"]["state"] == "up"
+                        and s["uplink"]["influxdb"]["sent"] > sent + 20
+                        and s["store"]["last_seq"] > committed_1 + 100  # new data after the restart
+                        and not s["store"]["evicting"]
+                    ),
+                    "every component recovered",
+                )
+                dropped_2 = drops(final)
+                assert dropped_2 == {}, dropped_2  # (nothing held from before the kill was evicted)
+                assert final["uplink"]["influxdb"]["rejected"] == 0
+                assert final["uplink"]["influxdb"]["unencodable"] == 0
+            except BaseException:
+                gw.proc.kill()
+                await gw.proc.wait()
+                raise
+            assert await gw.stop() == 0
+        finally:
+            await proxy.stop()
 
         got = await upstream(vm)
         # every record held in the journal at the kill is upstream, once per key
