@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway.store.journal import PRIORITY_KINDS, Journal, Row
 from tests.conftest import Sim, plant_toml
@@ -227,6 +228,8 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
                 await gw.proc.wait()
                 raise
             await gw.kill()
+            with pytest.raises(aiohttp.ClientConnectionError):  # nothing answers for it now
+                await gw.get("/healthz")
             dropped_1 = drops(before_kill)
             committed_1 = int(before_kill["store"]["last_seq"])
             assert dropped_1, "the budget was never reached"
