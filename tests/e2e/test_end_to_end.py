@@ -1,6 +1,6 @@
-"""End to end: 16 simulated machines (7 healthy, 9 developing a fault: every fault type, some
-twice, in accelerated machine time) -> Modbus (12) and OPC UA (4) -> DSP -> the shipped LiteRT
-models -> alerts -> the OPC UA server and the journal -> the InfluxDB forwarder -> a real
+"""End to end: 16 simulated machines (6 healthy, 10 developing a fault: every fault type over
+each protocol, in accelerated machine time) -> Modbus (8) and OPC UA (8) -> DSP -> the shipped
+LiteRT models -> alerts -> the OPC UA server and the journal -> the InfluxDB forwarder -> a real
 VictoriaMetrics, with an uplink cut, a Modbus device outage and an OPC UA server restart during
 the run. (A gateway ``kill -9`` and the store's byte budget: ``test_gateway_crash``.)
 
@@ -42,28 +42,29 @@ from tests.uplink.victoria import victoria_metrics
 FAIL_AFTER_S = 36.0
 #: false alarms allowed per healthy machine-day (the shipped models are calibrated to far less)
 FA_BUDGET_PER_MACHINE_DAY = 0.05
-#: (asset, model/class, fault scenario or None): 16 machines, 7 healthy and 9 developing a
-#: fault (every fault type, some twice, on both protocols)
+#: (asset, model/class, fault scenario or None): 16 machines, 6 healthy and 10 developing a
+#: fault, every fault type once over Modbus and once over OPC UA
 PLANT = [
     ("pumpA", "motor-pump", None),
     ("pumpB", "motor-pump", None),
-    ("pumpC", "motor-pump", None),
     ("fanA", "fan", None),
-    ("fanB", "fan", None),
     ("pumpOR", "motor-pump", "outer-race"),
     ("pumpIR", "motor-pump", "inner-race"),
     ("pumpBL", "motor-pump", "ball"),
     ("pumpMS", "motor-pump", "misalignment"),
     ("fanIM", "fan", "imbalance"),
-    ("pumpIR2", "motor-pump", "inner-race"),
-    ("fanIM2", "fan", "imbalance"),
 ]
-#: machines served over OPC UA (after the Modbus ones in the plant)
+#: machines served over OPC UA (after the Modbus ones in the plant): the cheaper path per
+#: sample (waveform arrays by subscription), so the run stays light on two cores
 OPCUA_PLANT = [
     ("pumpOA", "motor-pump", None),
+    ("pumpOB", "motor-pump", None),
     ("fanOA", "fan", None),
     ("pumpOX", "motor-pump", "outer-race"),
+    ("pumpOI", "motor-pump", "inner-race"),
+    ("pumpOL", "motor-pump", "ball"),
     ("pumpOM", "motor-pump", "misalignment"),
+    ("fanOI", "fan", "imbalance"),
 ]
 NS = "urn:pdm-gateway:simulator"
 OPCUA_DEVICE = "opcsim"
@@ -84,10 +85,14 @@ class Served:
 def with_opcua(cfg: GatewayConfig, assets: list[str], endpoint: str) -> GatewayConfig:
     """``cfg`` with the Modbus devices of ``assets`` replaced by one OPC UA device reading them
     from the simulator at ``endpoint``: each waveform subscribed with every change queued (12.8
-    kHz in blocks of one plant tick), the temperature by browse path."""
+    kHz in blocks of one plant tick), the temperature by browse path. The remaining Modbus
+    devices retry quickly after an outage (as the OPC UA device does), so the test's outage does
+    not eat into the lead times."""
     raw = cfg.model_dump(mode="json", exclude_unset=True)
     for a in assets:
         del raw["devices"]["modbus"][a]
+    for dev in raw["devices"]["modbus"].values():
+        dev["reconnect"] = {"initial_s": 0.1, "max_s": 1.0}
     nodes: list[dict[str, object]] = []
     for a in assets:
         nodes += [
@@ -233,11 +238,18 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             await until(lambda: pipe.uplink is not None and pipe.uplink.state == "up")
             # every Modbus device stops answering for a while, then comes back (the OPC UA
             # device keeps the gateway only degraded)
+            outage_ns = time.time_ns()
             server.inject("no_response")
             await until(lambda: all(c.state == "unreachable" for c in modbus))
             episodes["device"].add(str(health()["state"]))
+            down_ns = time.time_ns()
             server.clear("no_response")
             await until(lambda: all(c.state == "connected" for c in pipe.collectors))
+            modbus_outage = (
+                (outage_ns - t0_ns) / 1e9,
+                (down_ns - outage_ns) / 1e9,
+                (time.time_ns() - down_ns) / 1e9,
+            )
             # run through every simulated failure
             remaining = FAIL_AFTER_S + 2 - (time.time_ns() - t0_ns) / 1e9
             await asyncio.sleep(max(0.0, remaining))
@@ -298,6 +310,11 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             f"{outage[1]:.1f} s, {lost_in_restart} samples lost over the outage "
             f"({opc_status['missed_notifications']} missed notifications, "
             f"{opc_status['blocks']} blocks)"
+        )
+
+        print(
+            "Modbus outage at {:.1f} s: all unreachable after {:.1f} s, all reconnected "
+            "{:.1f} s after the devices answered again".format(*modbus_outage)
         )
 
         bulk = [r for r in all_bulk if r.seq <= bulk_acked]
