@@ -4,10 +4,11 @@ store reaches its byte budget and evicts, every device stops answering, and the 
 with SIGKILL; it is restarted while the uplink is still cut, then everything comes back.
 
 Asserted: the journal is intact after the kill and holds every record the gateway reported
-committed; every record it held arrives upstream once per key; the only records missing upstream
-are the ones the store counted as evicted, and those are features and scores, never alerts or
-sensor events; health (``/healthz`` and ``/status``) reports each episode (uplink down, store
-full, devices unreachable, unclean restart) and every component recovers by itself.
+committed, including the outage's unsent sensor events; every record it held arrives upstream
+once per key; the only records missing upstream are the ones the store counted as evicted, and
+those are features and scores, never alerts or sensor events; health (``/healthz`` and
+``/status``) reports each episode (uplink down, store full, devices unreachable, unclean restart)
+and every component recovers by itself.
 """
 
 from __future__ import annotations
@@ -42,6 +43,28 @@ METRIC = {
     "sensor": "sensor_state_code",
 }
 ENV = {"PDM_TEST_TOKEN": "s3cr3t"}
+#: alerts (priority records the budget must keep): m1's RMS raises at once and stays raised;
+#: each vibration channel raises a sensor event while its device is unreachable
+RULES = """
+[alerts.rules.m1_rms]
+asset = "m1"
+source = "feature"
+channel = "m1_vib"
+feature = "rms"
+raise_level = 0.0
+clear_level = -1.0
+on_n = 1
+on_m = 1
+""" + "".join(
+    f"""
+[alerts.rules.m{u}_lost]
+asset = "m{u}"
+source = "sensor"
+channel = "m{u}_vib"
+condition = "disconnected"
+"""
+    for u in (1, 2)
+)
 
 Status = dict[str, Any]
 
@@ -183,7 +206,7 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
         await proxy.start()
         try:
             # short windows: many records per second
-            extra = uplink_toml(proxy.url, 50)
+            extra = uplink_toml(proxy.url, 50) + RULES
             text = plant_toml(port, state, units=2, extra=extra, window=256, hop=128)
             # a small byte budget; the writer commits often so the budget is reached in seconds
             config.write_text(
@@ -210,8 +233,9 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
                     lambda s: (
                         s["health"]["state"] == "failing"
                         and "all devices unreachable" in reasons(s)
+                        and len(s["alerts"]["active"]) == 3  # m1_rms and both sensor events
                     ),
-                    "all devices unreachable",
+                    "all devices unreachable, with their sensor events",
                 )
                 # quiet: nothing queued, nothing pending, the committed seq no longer moves
                 seen: list[int] = []
@@ -238,10 +262,13 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
 
             # after the kill: intact, and it holds what was committed (no seq after the snapshot)
             assert sequence(journal) == committed_1
-            held, held_cursor, _ = journal_rows(journal)
+            held, held_cursor, held_prio_cursor = journal_rows(journal)
             assert max((r.seq for r in held), default=0) == committed_1
             backlog = sum(1 for r in held if r.kind not in PRIORITY_KINDS and r.seq > held_cursor)
             assert backlog > 100  # unsent records the restart must send
+            # the outage's sensor events (unsent: the uplink is cut) are held, never evicted
+            unsent_prio = [r for r in held if r.kind in PRIORITY_KINDS and r.seq > held_prio_cursor]
+            assert sorted(r.channel for r in unsent_prio) == ["m1_vib", "m2_vib"]
 
             # restarted while the uplink is still cut and the devices still silent
             gw = await Gateway.start(config, state)
@@ -297,6 +324,9 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
         total = sequence(journal)
         evicted = sum(dropped_1.values())
         assert sum(len(v) for v in got.values()) == total - evicted - unsent
+        # m1's alert (raised in each run: alert states start afresh) and both sensor events
+        assert len(got["alert"]) == 2
+        assert len(got["sensor"]) >= 2
         # and the gateway journaled data from after the restart too
         assert total > committed_1
         print(
