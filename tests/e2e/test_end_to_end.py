@@ -2,7 +2,9 @@
 accelerated machine time) -> Modbus (5) and OPC UA (11) -> DSP -> the shipped
 LiteRT models -> alerts -> the OPC UA server and the journal -> the InfluxDB forwarder -> a real
 VictoriaMetrics, with an uplink cut, a Modbus device outage and an OPC UA server restart during
-the run. (A gateway ``kill -9`` and the store's byte budget: ``test_gateway_crash``.)
+the run. The plant (``tests.e2e.plant``) is simulated and served by its own process
+(``tests.e2e.plantproc``), so it does not share the gateway's event loop. (A gateway ``kill -9``
+and the store's byte budget: ``test_gateway_crash``.)
 
 Asserted: every faulty machine alerts before its simulated failure (lead time reported in machine
 days), healthy machines stay within the false-alarm budget (reported per machine-day), health
