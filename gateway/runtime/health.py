@@ -4,7 +4,9 @@ the reasons, one short sentence each.
 - failing: the store cannot write (accepted data is at risk), a stage is crash-looping, or every
   device is unreachable;
 - degraded: some device is unreachable or has stale values, a queue dropped data recently, the
-  event loop lags, the uplink is not up, or a stage restarted recently.
+  event loop lags, the uplink is not up, a stage restarted recently, the store is full and
+  dropping unsent records, or the previous run ended without a clean stop and its backlog is
+  not resent yet.
 
 Pure function of the snapshot (``Pipeline.status()``) and the previous snapshot, so it is tested
 without a network.
@@ -59,6 +61,12 @@ def assess(status: Mapping[str, Any], previous: Mapping[str, Any] | None = None)
     store = _d(status.get("store"))
     if store.get("state") == "failing":
         h = h.worse("failing", "store cannot write: accepted records are held in memory")
+    if store.get("evicting"):
+        drops = ", ".join(f"{n} {k}" for k, n in sorted(_d(store.get("drops")).items()))
+        h = h.worse("degraded", f"store full: dropping unsent records ({drops})")
+    run = _d(status.get("run"))
+    if run.get("unclean_start") and not run.get("recovered"):
+        h = h.worse("degraded", "previous run ended without a clean stop: resending its backlog")
     for name, st in sorted(_d(status.get("stages")).items()):
         st = _d(st)
         restarts = int(st.get("restarts", 0))

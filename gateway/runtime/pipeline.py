@@ -49,6 +49,7 @@ from gateway.runtime.health import assess
 from gateway.runtime.http import HttpEndpoint
 from gateway.runtime.looplag import LoopLagMonitor
 from gateway.runtime.queues import BoundedQueue
+from gateway.runtime.runmark import RunMarker
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.threads import limit_native_threads
 from gateway.store.access import JournalAccess
@@ -209,6 +210,8 @@ class Pipeline:
         self._actions_task: asyncio.Task[None] | None = None
         self._store_task: asyncio.Task[None] | None = None
         self.http: HttpEndpoint | None = None
+        #: whether the previous run stopped cleanly (a marker file while running)
+        self.run_marker = RunMarker(cfg.gateway.state_dir / "running")
         if cfg.runtime.http.enabled:
             url_file = cfg.gateway.state_dir / "http.url"
             self.http = HttpEndpoint(cfg.runtime.http, self.status, url_file)
@@ -227,6 +230,7 @@ class Pipeline:
             self.cfg.store.bounds(),
             sinks=[influx.name] if influx else [],
         )
+        self.run_marker.begin()
         escalation = self.cfg.forwarding.escalation
         if escalation is not None:  # its own cursor: the bounds wait for it like for the uplink
             self.journal.sinks = (*self.journal.sinks, escalation.name)
@@ -333,6 +337,7 @@ class Pipeline:
             await self.opcua_server.stop()
         if self.store:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+        self.run_marker.end()
         log.info(
             "gateway stopped (%s); %d record(s) written this run",
             "drained" if complete else "deadline passed",
@@ -363,6 +368,9 @@ class Pipeline:
                 self.uplink.sent_bytes if self.uplink else {},
                 self.escalator.escalated_bytes if self.escalator else {},
                 self.uplink.skipped_by_asset if self.uplink else {},
+            ),
+            "run": self.run_marker.status(
+                self.uplink is None or (self.uplink.idle.is_set() and self.uplink.state == "up")
             ),
         }
         now = self.clock.monotonic()

@@ -1,7 +1,10 @@
-"""End to end: simulated machines (healthy ones and one per fault type, in accelerated machine
-time) -> Modbus and OPC UA -> DSP -> the shipped LiteRT models -> alerts -> the OPC UA server and
-the journal -> the InfluxDB forwarder -> a real VictoriaMetrics, with an uplink cut, a Modbus
-device outage and an OPC UA server restart during the run.
+"""End to end: 16 simulated machines (6 healthy, 10 developing a fault: every fault type, in
+accelerated machine time) -> Modbus (5) and OPC UA (11) -> DSP -> the shipped
+LiteRT models -> alerts -> the OPC UA server and the journal -> the InfluxDB forwarder -> a real
+VictoriaMetrics, with an uplink cut, a Modbus device outage and an OPC UA server restart during
+the run. The plant (``tests.e2e.plant``) is simulated and served by its own process
+(``tests.e2e.plantproc``), so it does not share the gateway's event loop. (A gateway ``kill -9``
+and the store's byte budget: ``test_gateway_crash``.)
 
 Asserted: every faulty machine alerts before its simulated failure (lead time reported in machine
 days), healthy machines stay within the false-alarm budget (reported per machine-day), health
@@ -13,11 +16,8 @@ arrives upstream once per key.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from asyncua import Client
@@ -25,61 +25,34 @@ from asyncua import Client
 from gateway.collectors.opcua.collector import OpcUaCollector
 from gateway.config.schema import GatewayConfig, cross_check
 from gateway.demo import free_port
-from gateway.demo.plant import FS, TRAINING_FS, DemoMachine, demo_config, models_dir
+from gateway.demo.plant import DemoMachine, demo_config, models_dir
 from gateway.runtime.pipeline import Pipeline
 from gateway.store.journal import Journal
 from gateway.uplink.config import InfluxUplinkConfig, UplinkConfig
-from simulators.machine import Machine, MachineSnapshot, MachineSpec
-from simulators.modbus_server import MachineModbusServer
-from simulators.opcua_server import MachineOpcUaServer
-from simulators.plant import Plant, Publisher
-from simulators.scenario import DAY_S, load_scenario
+from simulators.machine import Machine
+from simulators.scenario import DAY_S
+from tests.e2e.plant import FAIL_AFTER_S, NS, PLANT, machines
+from tests.e2e.plantproc import PlantProcess
 from tests.uplink.faultproxy import FaultProxy
 from tests.uplink.victoria import victoria_metrics
 
-#: wall seconds from the start until each fault reaches functional failure
-FAIL_AFTER_S = 36.0
 #: false alarms allowed per healthy machine-day (the shipped models are calibrated to far less)
 FA_BUDGET_PER_MACHINE_DAY = 0.05
-#: (asset, model/class, fault scenario or None)
-PLANT = [
-    ("pumpA", "motor-pump", None),
-    ("pumpB", "motor-pump", None),
-    ("fanA", "fan", None),
-    ("pumpOR", "motor-pump", "outer-race"),
-    ("pumpIR", "motor-pump", "inner-race"),
-    ("pumpBL", "motor-pump", "ball"),
-    ("pumpMS", "motor-pump", "misalignment"),
-    ("fanIM", "fan", "imbalance"),
-]
-#: machines served over OPC UA (after the Modbus ones in the plant)
-OPCUA_PLANT = [
-    ("pumpOA", "motor-pump", None),
-    ("pumpOX", "motor-pump", "outer-race"),
-]
-NS = "urn:pdm-gateway:simulator"
+
 OPCUA_DEVICE = "opcsim"
-
-
-class Served:
-    """Hands a server the plant's machines ``first``..``first + count - 1``, renumbered from 0
-    (each protocol server serves its own part of the plant)."""
-
-    def __init__(self, server: Publisher, first: int, count: int) -> None:
-        self.server, self.first, self.count = server, first, count
-
-    async def publish(self, index: int, machine: Machine, snap: MachineSnapshot) -> None:
-        if self.first <= index < self.first + self.count:
-            await self.server.publish(index - self.first, machine, snap)
 
 
 def with_opcua(cfg: GatewayConfig, assets: list[str], endpoint: str) -> GatewayConfig:
     """``cfg`` with the Modbus devices of ``assets`` replaced by one OPC UA device reading them
     from the simulator at ``endpoint``: each waveform subscribed with every change queued (12.8
-    kHz in blocks of one plant tick), the temperature by browse path."""
+    kHz in blocks of one plant tick), the temperature by browse path. The remaining Modbus
+    devices retry quickly after an outage (as the OPC UA device does), so the test's outage does
+    not eat into the lead times."""
     raw = cfg.model_dump(mode="json", exclude_unset=True)
     for a in assets:
         del raw["devices"]["modbus"][a]
+    for dev in raw["devices"]["modbus"].values():
+        dev["reconnect"] = {"initial_s": 0.1, "max_s": 1.0}
     nodes: list[dict[str, object]] = []
     for a in assets:
         nodes += [
@@ -112,47 +85,30 @@ def with_opcua(cfg: GatewayConfig, assets: list[str], endpoint: str) -> GatewayC
     return out
 
 
-def machines() -> tuple[list[DemoMachine], list[Machine]]:
-    healthy = load_scenario("healthy").machine
-    base = MachineSpec(
-        vibration_channels=1,
-        vibration_rate_hz=FS,
-        acoustic_rate_hz=0.0,
-        noise_g=MachineSpec.noise_g * math.sqrt(FS / TRAINING_FS),
-        speed_variation=healthy.speed_variation or 0.0,
-    )
-    demo: list[DemoMachine] = []
-    sims: list[Machine] = []
-    for i, (asset, cls, scenario) in enumerate(PLANT + OPCUA_PLANT):
-        faults = load_scenario(scenario).faults if scenario else []
-        fault = faults[0].to_fault() if faults else None
-        shaft = 24.75 if cls == "motor-pump" else 16.5
-        spec = replace(
-            base, name=asset, shaft_hz=shaft, load=0.6 + 0.05 * i, faults=(fault,) if fault else ()
-        )
-        group = "group2_rigid" if cls == "motor-pump" else "group2_flexible"
-        demo.append(DemoMachine(asset, scenario or "healthy", cls, group, spec))
-        # each machine's own time scale brings its fault to failure at FAIL_AFTER_S
-        accel = (fault.failure_s if fault else 30 * DAY_S) / FAIL_AFTER_S
-        sims.append(Machine(spec, seed=200 + i, speed=accel))
-    return demo, sims
-
-
 async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path: Path) -> None:
-    demo, sims = machines()
-    n_mb = len(PLANT)
+    demo, sims = machines()  # (here for their specs; the plant process runs its own copies)
     port, opc_port = free_port(), free_port()
-    server = MachineModbusServer(sims[:n_mb], port=port)
-    await server.start()
-    ua_sim = MachineOpcUaServer(sims[n_mb:], port=free_port(), namespace_uri=NS)
-    await ua_sim.start()
-    plant = Plant(sims)
-    plant.publishers += [Served(server, 0, n_mb), Served(ua_sim, n_mb, len(OPCUA_PLANT))]
+    plant = await PlantProcess.start(port, free_port(), tmp_path / "plant.log")
+    try:
+        await _run(tmp_path, demo, sims, plant, port, opc_port)
+    finally:
+        await plant.kill()
+
+
+async def _run(
+    tmp_path: Path,
+    demo: list[DemoMachine],
+    sims: list[Machine],
+    plant: PlantProcess,
+    port: int,
+    opc_port: int,
+) -> None:
+    n_mb = len(PLANT)
     async with victoria_metrics(tmp_path / "vm") as vm:
         proxy = FaultProxy(vm.url)
         await proxy.start()
         cfg = demo_config(demo, port, tmp_path / "state", models_dir(), opcua_port=opc_port)
-        cfg = with_opcua(cfg, [m.asset for m in demo[n_mb:]], ua_sim.endpoint)
+        cfg = with_opcua(cfg, [m.asset for m in demo[n_mb:]], plant.endpoint)
         uplink = InfluxUplinkConfig.model_validate(
             {
                 "url": proxy.url,
@@ -193,10 +149,10 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
                 if any(OPCUA_DEVICE in r for r in h["reasons"]):  # type: ignore[attr-defined]
                     episodes["opcua"].add(str(h["state"]))
 
-        t0_ns = time.time_ns()
-        # the OPC UA simulator stamps sample 0 at its origin: the plant's start
-        ua_sim.origin = datetime.fromtimestamp(t0_ns / 1e9, UTC)
-        plant.start()
+        # (the OPC UA simulator stamps sample 0 at the plant's start)
+        word, t0 = (await plant.command("start")).split()
+        assert word == "started"
+        t0_ns = int(t0)
         watcher = asyncio.create_task(watch_opcua())
         try:
             async with asyncio.timeout(30):
@@ -210,7 +166,7 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             # the OPC UA server restarts before pumpOX's fault shows: the collector reconnects
             # by itself, data flows again (the gap is counted as lost samples)
             restart_ns = time.time_ns()
-            await ua_sim.restart()
+            assert await plant.command("restart_opcua") == "restarted"
             restarted_ns = time.time_ns()
             await until(lambda: opc.counters.reconnects >= 1 and opc.state == "connected")
             outage = (restarted_ns - restart_ns) / 1e9, (time.time_ns() - restart_ns) / 1e9
@@ -225,11 +181,18 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             await until(lambda: pipe.uplink is not None and pipe.uplink.state == "up")
             # every Modbus device stops answering for a while, then comes back (the OPC UA
             # device keeps the gateway only degraded)
-            server.inject("no_response")
+            outage_ns = time.time_ns()
+            assert await plant.command("inject no_response") == "ok"
             await until(lambda: all(c.state == "unreachable" for c in modbus))
             episodes["device"].add(str(health()["state"]))
-            server.clear("no_response")
+            down_ns = time.time_ns()
+            assert await plant.command("clear no_response") == "ok"
             await until(lambda: all(c.state == "connected" for c in pipe.collectors))
+            modbus_outage = (
+                (outage_ns - t0_ns) / 1e9,
+                (down_ns - outage_ns) / 1e9,
+                (time.time_ns() - down_ns) / 1e9,
+            )
             # run through every simulated failure
             remaining = FAIL_AFTER_S + 2 - (time.time_ns() - t0_ns) / 1e9
             await asyncio.sleep(max(0.0, remaining))
@@ -242,9 +205,9 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
         finally:
             watcher.cancel()
             await plant.stop()
-            await server.stop()
-            await ua_sim.stop()
         opc_status = opc.status()
+        mb_status = [c.status() for c in modbus]
+        dsp_gaps = pipe.dsp.status()["gaps"]
         # after the restart, normal operation again: nothing more lost
         assert opc_status["samples_lost"] == lost_in_restart, opc_status
         assert opc_status["missed_notifications"] == 0, opc_status
@@ -290,6 +253,19 @@ async def test_faults_detected_before_failure_and_every_record_arrives(tmp_path:
             f"{outage[1]:.1f} s, {lost_in_restart} samples lost over the outage "
             f"({opc_status['missed_notifications']} missed notifications, "
             f"{opc_status['blocks']} blocks)"
+        )
+
+        print(
+            "Modbus collectors: {} samples lost in {} overruns, {} late polls; DSP gaps {}".format(
+                sum(int(st["samples_lost"]) for st in mb_status),  # type: ignore[call-overload]
+                sum(int(st["overruns"]) for st in mb_status),  # type: ignore[call-overload]
+                sum(int(st["late_polls"]) for st in mb_status),  # type: ignore[call-overload]
+                dsp_gaps,
+            )
+        )
+        print(
+            "Modbus outage at {:.1f} s: all unreachable after {:.1f} s, all reconnected "
+            "{:.1f} s after the devices answered again".format(*modbus_outage)
         )
 
         bulk = [r for r in all_bulk if r.seq <= bulk_acked]
