@@ -24,7 +24,8 @@ class StoreConfig(StrictModel):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     batch_max: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(1.0, gt=0, le=60)
-    max_bytes: int = Field(1 << 30, ge=1 << 16)
+    #: at least 256 KiB: the WAL allowance (2 x 16 pages at least) must leave room for records
+    max_bytes: int = Field(1 << 30, ge=1 << 18)
     min_free_bytes: int = Field(100 << 20, ge=0)
     max_age_s: float | None = Field(30 * 86400.0, gt=0)
     alert_max_age_s: float | None = Field(365 * 86400.0, gt=0)

@@ -130,12 +130,6 @@ def recording(data: bytes) -> None:
         names, samples = read_recording(f)
     except ValueError as exc:
         error = str(exc)
-    except Exception as exc:
-        # a known defect is tolerated here so the run goes on to find others; each is pinned
-        # by a strict xfail test in test_fuzz_atheris.py (any other exception ends the run)
-        if not _known_defect(exc):
-            raise
-        return
     if error:
         assert str(f) in error
         return
@@ -143,23 +137,6 @@ def recording(data: bytes) -> None:
     assert samples.ndim == 2
     assert samples.shape[0] > 0
     assert len(names) == samples.shape[1]
-
-
-#: the known defect of the replay readers: ``read_recording`` maps only ``OSError``,
-#: ``ValueError`` and ``EOFError`` from the third-party readers, but scipy's ``wavfile.read`` and
-#: numpy's ``.npy`` header parser raise others on malformed files (``UnboundLocalError``,
-#: ``struct.error``, ``ZeroDivisionError``, ``tokenize.TokenError``, ...): reader internals the
-#: exception may come from
-KNOWN_DEFECT_IN = ("scipy/io/wavfile.py", "numpy/lib/_format_impl.py")
-
-
-def _known_defect(exc: BaseException) -> bool:
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith(KNOWN_DEFECT_IN):
-            return True
-        tb = tb.tb_next
-    return False
 
 
 def recording_seeds() -> list[bytes]:

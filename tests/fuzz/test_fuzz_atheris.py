@@ -5,11 +5,9 @@ its runs are done, and saves any failing input under the test's directory."""
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 from pathlib import Path
-from tokenize import TokenError
 
 import pytest
 
@@ -47,10 +45,9 @@ def test_fuzz_target_finds_no_crash(target: str, tmp_path: Path) -> None:
     assert f"Done {runs} runs" in proc.stderr
 
 
-#: inputs the recording target found that break ``read_recording``'s contract (a
-#: ``ValueError`` naming the file): scipy and numpy raise other exception types on them, which
-#: ``read_recording`` does not map. Strict xfail: once it maps them, these fail until unmarked
-#: (and the entry in ``targets.KNOWN_DEFECTS`` goes too).
+#: inputs the recording target found on which scipy's and numpy's readers raise other exception
+#: types than ``ValueError`` (``UnboundLocalError``, ``struct.error``, ``tokenize.TokenError``):
+#: ``read_recording`` must still report a ``ValueError`` naming the file.
 KNOWN_BAD = {
     # a RIFF header whose size ends after a non-data chunk
     "bad.wav": bytes.fromhex(
@@ -64,11 +61,6 @@ KNOWN_BAD = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(UnboundLocalError, struct.error, TokenError),
-    reason="read_recording lets other exceptions of scipy's and numpy's readers through",
-)
 @pytest.mark.parametrize("name", sorted(KNOWN_BAD))
 def test_a_malformed_recording_is_a_value_error_naming_the_file(name: str, tmp_path: Path) -> None:
     f = tmp_path / name

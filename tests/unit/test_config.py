@@ -224,3 +224,9 @@ def test_bands_above_nyquist_and_speed_channel_kind(tmp_path: Path) -> None:
     assert errors_of(text, tmp_path) == [
         ("assets.m1.speed_channel", "'m1_temp' must be a speed channel in Hz or rpm")
     ]
+
+
+def test_a_store_budget_smaller_than_its_wal_allowance_is_refused(tmp_path: Path) -> None:
+    text = plant_toml(5020, tmp_path, units=1).replace("[store]\n", "[store]\nmax_bytes = 65536\n")
+    errs = dict(errors_of(text, tmp_path))
+    assert "greater than or equal to 262144" in errs["store.max_bytes"]
