@@ -196,6 +196,54 @@ class AlertEngine:
                 )
         raise UnknownAlert(alert_id)
 
+    # -- persistence -----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """The active alerts by rule, as plain data (``restore`` takes it back)."""
+        out: dict[str, dict[str, object]] = {}
+        for name, st in self.states.items():
+            a = st.active
+            if a is not None:
+                out[name] = {
+                    "alert_id": a.alert_id,
+                    "raised_ns": a.raised_ns,
+                    "severity": int(a.severity),
+                    "acknowledged_ns": a.acknowledged_ns,
+                    "acknowledged_by": a.acknowledged_by,
+                    "model": list(st.model),
+                    "detail": st.detail,
+                }
+        return out
+
+    def restore(self, data: dict[str, dict[str, object]]) -> list[str]:
+        """Make the alerts of a ``snapshot`` active again (a restarted gateway carries on with
+        them: no second raise, and they clear like any other); returns the rules restored.
+        Entries of rules no longer configured are skipped; a malformed entry raises
+        ``ValueError``."""
+        restored: list[str] = []
+        for name, a in data.items():
+            st = self.states.get(name)
+            if st is None:
+                continue
+            try:
+                ack = a["acknowledged_ns"]
+                model = a.get("model") or ["", ""]
+                assert isinstance(model, list)
+                st.active = Active(
+                    str(a["alert_id"]),
+                    int(a["raised_ns"]),  # type: ignore[call-overload]
+                    Severity(int(a["severity"])),  # type: ignore[call-overload]
+                    None if ack is None else int(ack),  # type: ignore[call-overload]
+                    str(a.get("acknowledged_by", "")),
+                )
+                st.model = (str(model[0]), str(model[1]))
+                st.detail = str(a.get("detail", ""))
+            except (KeyError, TypeError, ValueError, AssertionError, IndexError) as exc:
+                raise ValueError(f"rule {name}: {exc!r}") from None
+            st.hits.clear()
+            st.oks.clear()
+            restored.append(name)
+        return restored
+
     # -- internals -------------------------------------------------------------------------------
     def _sensor(self, name: str, st: RuleState, frame: FeatureFrame) -> list[AlertEvent]:
         r = st.rule

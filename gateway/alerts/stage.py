@@ -6,13 +6,17 @@ Every batch taken from the input is evaluated by the ``AlertEngine``, handed to 
 channels and the collectors' connection states every ``alerts.tick_s``. Acknowledgements come
 in through ``acknowledge`` (from the OPC UA server's methods) and go out as records too.
 Drains its input on close, then returns; engine state lives in the stage and survives restarts.
+With ``state_path``, the active alerts are also written there (atomically, durably) after every
+transition and read back when the stage is made, so a restarted gateway carries on with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from gateway.alerts.config import AlertsConfig
@@ -20,6 +24,7 @@ from gateway.alerts.engine import AlertEngine
 from gateway.config.plant import Asset
 from gateway.core.clock import Clock
 from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Score
+from gateway.inference.registry import write_json_atomic
 from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
@@ -59,9 +64,15 @@ class AlertStage:
         out: BoundedQueue[Record],
         clock: Clock,
         sources: SourceStates | None = None,
+        state_path: Path | None = None,
     ) -> None:
         self.cfg, self.inp, self.out, self.clock, self.sources = cfg, inp, out, clock, sources
         self.engine = AlertEngine(cfg, assets)
+        #: the active alerts, rewritten after every transition and read back at start
+        self.state_path = state_path
+        self._saved: dict[str, dict[str, object]] = {}
+        if state_path is not None:
+            self._restore(state_path)
         self.publishers: list[AlertPublisher] = []
         self.listeners: list[AlertListener] = []
         self.events = 0
@@ -75,6 +86,34 @@ class AlertStage:
             "active": [s.active.alert_id for _, s in self.engine.active() if s.active],
             "publish_errors": self.publish_errors,
         }
+
+    def _restore(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+            restored = self.engine.restore(data)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, AttributeError) as exc:
+            log.error("cannot restore the active alerts from %s (%s); none restored", path, exc)
+            return
+        self._saved = self.engine.snapshot()
+        if restored:
+            log.info("restored %d active alert(s) from the previous run", len(restored))
+
+    async def _save(self) -> None:
+        """Write the active alerts if they changed (a failure is logged; the next transition
+        tries again)."""
+        if self.state_path is None:
+            return
+        snap = self.engine.snapshot()
+        if snap == self._saved:
+            return
+        try:
+            await asyncio.to_thread(write_json_atomic, self.state_path, snap)
+        except OSError as exc:
+            log.error("cannot save the active alerts to %s: %s", self.state_path, exc)
+            return
+        self._saved = snap
 
     async def acknowledge(self, alert_id: str, by: str = "") -> AlertEvent:
         """Acknowledge an active alert (``UnknownAlert`` if none has that id) and record it."""
@@ -136,6 +175,8 @@ class AlertStage:
                 if self._publisher_failing:
                     log.info("publishing recovered")
                 self._publisher_failing = False
+        if events:
+            await self._save()
         audit: list[Record] = []
         if events:
             for listener in self.listeners:

@@ -158,7 +158,13 @@ class Pipeline:
             on_frame,
         )
         self.alerts = AlertStage(
-            cfg.alerts, dict(cfg.assets), self.scored, self.records, self.clock, self._sources
+            cfg.alerts,
+            dict(cfg.assets),
+            self.scored,
+            self.records,
+            self.clock,
+            self._sources,
+            state_path=cfg.gateway.state_dir / "alerts-active.json",
         )
         self.actions: ActionRunner | None = None
         if any(r.action is not None for r in cfg.alerts.rules.values()):

@@ -281,6 +281,8 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
                     "the unclean restart reported",
                 )
                 assert st["run"] == {"unclean_start": True, "recovered": False}
+                # the alerts active at the kill are active again, not raised a second time
+                assert len(st["alerts"]["active"]) == 3
                 await gw.wait_line("previous run ended without a clean stop")
                 # the uplink comes back: the backlog from before the kill is resent
                 proxy.mode = "pass"
@@ -323,14 +325,17 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
         )
         total = sequence(journal)
         evicted = sum(dropped_1.values())
-        assert sum(len(v) for v in got.values()) == total - evicted - unsent
-        # m1's alert (raised in each run: alert states start afresh) and both sensor events
-        assert len(got["alert"]) == 2
+        # (a batch in flight at the stop may have arrived without its acknowledgement being
+        # recorded: it counts as unsent and is sent again next run, overwriting itself)
+        upstream_n = sum(len(v) for v in got.values())
+        assert total - evicted - unsent <= upstream_n <= total - evicted
+        # m1's alert, raised once (the restart carried it over), and both sensor events
+        assert len(got["alert"]) == 1
         assert len(got["sensor"]) >= 2
         # and the gateway journaled data from after the restart too
         assert total > committed_1
         print(
             f"\nkill -9 at seq {committed_1}: {len(held)} records held, "
             f"{evicted} evicted by the budget ({dropped_1}); {total} committed in all, "
-            f"{total - evicted - unsent} upstream, {unsent} left for the next run"
+            f"{upstream_n} upstream, {unsent} left for the next run"
         )

@@ -4,6 +4,8 @@ acknowledgement, drain on close."""
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +116,52 @@ async def test_stage_forwards_inputs_and_transitions_and_drains() -> None:
     assert [(c.rule, c.state) for c in cleared] == [("anomaly", AlertState.CLEARED)]
     assert "unacknowledged" not in cleared[0].message
     assert stage.events == 5
+
+
+async def test_active_alerts_survive_a_restart_of_the_gateway(tmp_path: Path) -> None:
+    """The active alerts are saved at each transition; a new stage (a restarted gateway) made
+    from the same file carries on with them: no second raise, the same id when it clears."""
+    state = tmp_path / "alerts-active.json"
+    clock = FakeClock()
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out: BoundedQueue[Record] = BoundedQueue("records", 100)
+    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
+    task = asyncio.create_task(stage.run())
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
+    await out.get()
+    raised = await out.get()
+    assert isinstance(raised, AlertEvent)
+    ack = await stage.acknowledge(raised.alert_id, by="operator")
+    await inp.close()
+    await task  # the process dies here: only the file remains
+    assert json.loads(state.read_text())["anomaly"]["alert_id"] == raised.alert_id
+
+    inp2: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out2: BoundedQueue[Record] = BoundedQueue("records", 100)
+    again = AlertStage(CFG, ASSETS, inp2, out2, clock, state_path=state)
+    [(rule, st)] = again.engine.active()
+    assert rule == "anomaly"
+    assert st.active is not None
+    assert st.active.acknowledged_ns == ack.ts_ns
+    task2 = asyncio.create_task(again.run())
+    await inp2.put(Score("m1", clock.now_ns(), "iforest", "7", 0.95, 0.8))  # still high
+    await inp2.put(Score("m1", clock.now_ns(), "iforest", "7", 0.1, 0.8))  # clears
+    await inp2.close()
+    await task2
+    await out2.close()
+    events = [r for r in await drain(out2) if isinstance(r, AlertEvent)]
+    assert [(e.alert_id, e.state) for e in events] == [(raised.alert_id, AlertState.CLEARED)]
+    assert "unacknowledged" not in events[0].message
+    assert json.loads(state.read_text()) == {}
+
+
+def test_a_damaged_alert_file_is_reported_and_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "alerts-active.json"
+    state.write_text('{"anomaly": {"alert_id": "x"}}')  # no raised_ns, severity, ...
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 10)
+    out: BoundedQueue[Record] = BoundedQueue("records", 10)
+    stage = AlertStage(CFG, ASSETS, inp, out, FakeClock(), state_path=state)
+    assert stage.engine.active() == []
+    assert "cannot restore the active alerts" in caplog.text
