@@ -6,8 +6,9 @@ Every batch taken from the input is evaluated by the ``AlertEngine``, handed to 
 channels and the collectors' connection states every ``alerts.tick_s``. Acknowledgements come
 in through ``acknowledge`` (from the OPC UA server's methods) and go out as records too.
 Drains its input on close, then returns; engine state lives in the stage and survives restarts.
-With ``state_path``, the active alerts are also written there (atomically, durably) after every
-transition and read back when the stage is made, so a restarted gateway carries on with them.
+With ``state_path``, the active alerts are also written there (atomically, durably) after a
+transition, at most every ``SAVE_INTERVAL_S``, and at the end; they are read back when the stage
+is made, so a restarted gateway carries on with them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
 BATCH = 256
+#: the active alerts are written at most this often (a crash loses at most this much of their
+#: transitions; the transitions themselves are in the journal)
+SAVE_INTERVAL_S = 1.0
 
 Scored = FeatureFrame | Score
 Record = FeatureFrame | Score | AlertEvent | ActionRecord
@@ -71,6 +75,7 @@ class AlertStage:
         #: the active alerts, rewritten after every transition and read back at start
         self.state_path = state_path
         self._saved: dict[str, dict[str, object]] = {}
+        self._saver: asyncio.Task[None] | None = None
         if state_path is not None:
             self._restore(state_path)
         self.publishers: list[AlertPublisher] = []
@@ -100,20 +105,31 @@ class AlertStage:
         if restored:
             log.info("restored %d active alert(s) from the previous run", len(restored))
 
-    async def _save(self) -> None:
-        """Write the active alerts if they changed (a failure is logged; the next transition
-        tries again)."""
+    def _changed(self) -> None:
+        """A transition happened: have the active alerts written (at once if the last write
+        is ``SAVE_INTERVAL_S`` old, else when it is)."""
+        if self.state_path is not None and (self._saver is None or self._saver.done()):
+            self._saver = asyncio.create_task(self._save_loop(), name="alerts:save")
+
+    async def _save_loop(self) -> None:
+        while await self._save():
+            await self.clock.sleep(SAVE_INTERVAL_S)
+
+    async def _save(self) -> bool:
+        """Write the active alerts if they changed; True if written (a failure is logged; the
+        next transition tries again)."""
         if self.state_path is None:
-            return
+            return False
         snap = self.engine.snapshot()
         if snap == self._saved:
-            return
+            return False
         try:
             await asyncio.to_thread(write_json_atomic, self.state_path, snap)
         except OSError as exc:
             log.error("cannot save the active alerts to %s: %s", self.state_path, exc)
-            return
+            return False
         self._saved = snap
+        return True
 
     async def acknowledge(self, alert_id: str, by: str = "") -> AlertEvent:
         """Acknowledge an active alert (``UnknownAlert`` if none has that id) and record it."""
@@ -142,6 +158,11 @@ class AlertStage:
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
+            if self._saver is not None:  # the last state, written now
+                self._saver.cancel()
+                await asyncio.gather(self._saver, return_exceptions=True)
+                self._saver = None
+                await self._save()
 
     async def tick(self) -> None:
         """One check of stale channels and source states (the ticker calls this)."""
@@ -176,7 +197,7 @@ class AlertStage:
                     log.info("publishing recovered")
                 self._publisher_failing = False
         if events:
-            await self._save()
+            self._changed()
         audit: list[Record] = []
         if events:
             for listener in self.listeners:
