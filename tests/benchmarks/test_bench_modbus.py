@@ -11,16 +11,16 @@ loop uses pymodbus's own ``convert_from_registers`` and numpy, as a user of the 
 
 The server (``modbus_ring_server``, pymodbus, in its own process so the CPU measured is the
 client's alone) holds a frozen ring: every sweep makes the same 68 requests (66 of them read 125
-registers) and yields a whole block. Sweeps run back to back. The figure is CPU per request:
-``time.process_time`` of this process around the sweeps only (connections are opened before),
-the median of ``ROUNDS`` runs of each side, interleaved in alternating order.
+registers) and yields a whole block. Both sides keep their connections open in one event loop and
+take turns: a round is one sweep of every device on one side, then on the other, the order
+alternating, so both see the same load on a shared machine. The figure is CPU per request:
+``time.process_time`` of this process summed over each side's turns, divided by its requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import statistics
 import subprocess
 import sys
 import time
@@ -39,17 +39,18 @@ from gateway.runtime.queues import BoundedQueue
 from simulators import modbus_map as M
 from tests.benchmarks.conftest import Bench
 
-#: whole-ring sweeps (68 requests each) per device and run, by number of devices
-SWEEPS = {1: 30, 16: 4}
-ROUNDS = 5  # runs of each side, interleaved; the median counts (the machine is shared)
+#: rounds: in each, every device makes one whole-ring sweep (68 requests) on one side, then on
+#: the other, the order alternating between rounds
+ROUNDS = {1: 250, 16: 16}
 FS = 25_600.0
 GOAL = "<= 1.1x"
 
-#: runs the sweeps of one device, returns the number of requests made
-Sweeps = Callable[[], Awaitable[int]]
+#: one sweep of one device, returning the number of requests made; and closing its connection
+Sweep = Callable[[], Awaitable[int]]
+Close = Callable[[], Awaitable[None]]
 
 
-async def bare(port: int, unit: int, sweeps_n: int) -> Sweeps:
+async def bare(port: int, unit: int) -> tuple[Sweep, Close]:
     w = M.ring_waveform("v")
     ring, length = w.ring_address, w.ring_length
     c = AsyncModbusTcpClient("127.0.0.1", port=port)
@@ -62,34 +63,32 @@ async def bare(port: int, unit: int, sweeps_n: int) -> Sweeps:
         assert isinstance(value, int)
         return value
 
-    async def sweeps() -> int:
-        requests = 0
-        try:
-            for _ in range(sweeps_n):
-                end = await counter()
-                start = max(0, end - length)
-                n, pos = end - start, start % length
-                regs, filled = np.empty(n, dtype=np.uint16), 0
-                first = min(n, length - pos)
-                for seg_addr, seg_len in ((pos, first), (0, n - first)):
-                    for a in range(seg_addr, seg_addr + seg_len, 125):
-                        cnt = min(125, seg_addr + seg_len - a)
-                        rr = await c.read_input_registers(ring + a, count=cnt, device_id=unit)
-                        regs[filled : filled + cnt] = rr.registers
-                        filled += cnt
-                        requests += 1
-                lost = min(n, max(0, await counter() - length - start))
-                samples = regs[lost:].view(np.int16).astype(np.float32) * np.float32(w.scale)
-                assert samples.shape[0] == length
-                requests += 2
-        finally:
-            c.close()
+    async def sweep() -> int:
+        requests = 2
+        end = await counter()
+        start = max(0, end - length)
+        n, pos = end - start, start % length
+        regs, filled = np.empty(n, dtype=np.uint16), 0
+        first = min(n, length - pos)
+        for seg_addr, seg_len in ((pos, first), (0, n - first)):
+            for a in range(seg_addr, seg_addr + seg_len, 125):
+                cnt = min(125, seg_addr + seg_len - a)
+                rr = await c.read_input_registers(ring + a, count=cnt, device_id=unit)
+                regs[filled : filled + cnt] = rr.registers
+                filled += cnt
+                requests += 1
+        lost = min(n, max(0, await counter() - length - start))
+        samples = regs[lost:].view(np.int16).astype(np.float32) * np.float32(w.scale)
+        assert samples.shape[0] == length
         return requests
 
-    return sweeps
+    async def close() -> None:
+        c.close()
+
+    return sweep, close
 
 
-async def ours(port: int, unit: int, sweeps_n: int) -> Sweeps:
+async def ours(port: int, unit: int) -> tuple[Sweep, Close]:
     cfg = ModbusDevice(host="127.0.0.1", port=port, unit_id=unit, waveforms=[M.ring_waveform("v")])
     out: BoundedQueue[SampleBlock | Reading] = BoundedQueue("samples", 10)
     col = ModbusCollector(
@@ -98,29 +97,37 @@ async def ours(port: int, unit: int, sweeps_n: int) -> Sweeps:
     w = cfg.waveforms[0]
     await col.transport.connect()
 
-    async def sweeps() -> int:
+    async def sweep() -> int:
+        before = col.counters.reads
+        block = await col._read_ring(w, _RingCursor(), FS)  # a fresh cursor: the whole ring
+        assert block is not None
+        assert block.samples.shape[0] == w.ring_length
+        await out.put(block)
+        assert await out.get() is block
+        return col.counters.reads - before
+
+    return sweep, col.transport.close
+
+
+def measure(port: int, devices: int) -> tuple[float, float]:
+    """CPU seconds per request of the bare loop and of ours, ``devices`` devices at a time."""
+
+    async def main() -> tuple[float, float]:
+        sides = [[await fn(port, u) for u in range(1, devices + 1)] for fn in (bare, ours)]
+        cpu, requests = [0.0, 0.0], [0, 0]
         try:
-            for _ in range(sweeps_n):
-                block = await col._read_ring(w, _RingCursor(), FS)  # fresh cursor: whole ring
-                assert block is not None
-                assert block.samples.shape[0] == w.ring_length
-                await out.put(block)
-                assert await out.get() is block
+            for r in range(-1, ROUNDS[devices]):  # round -1 warms up
+                for side in (0, 1) if r % 2 else (1, 0):
+                    c0 = time.process_time()
+                    n = await asyncio.gather(*(sweep() for sweep, _ in sides[side]))
+                    if r >= 0:
+                        cpu[side] += time.process_time() - c0
+                        requests[side] += sum(n)
         finally:
-            await col.transport.close()
-        return col.counters.reads
-
-    return sweeps
-
-
-def run(fn: Callable[[int, int, int], Awaitable[Sweeps]], port: int, devices: int) -> float:
-    """CPU seconds per request of ``devices`` devices sweeping concurrently."""
-
-    async def main() -> float:
-        made = [await fn(port, u, SWEEPS[devices]) for u in range(1, devices + 1)]
-        c0 = time.process_time()
-        requests = await asyncio.gather(*(sweeps() for sweeps in made))
-        return (time.process_time() - c0) / sum(requests)
+            for side in sides:
+                for _, close in side:
+                    await close()
+        return cpu[0] / requests[0], cpu[1] / requests[1]
 
     return asyncio.run(main())
 
@@ -144,14 +151,7 @@ def test_bench_collector_vs_bare_pymodbus(bench: Bench) -> None:
     try:
         period = M.ring_waveform("v").period_s
         for devices in (1, 16):
-            run(bare, port, devices)  # warm up: connections, caches
-            run(ours, port, devices)
-            runs_b: list[float] = []  # CPU s per request of each run
-            runs_o: list[float] = []
-            for r in range(ROUNDS):  # interleaved, the order alternating
-                for fn, into in ((bare, runs_b), (ours, runs_o))[:: 1 if r % 2 else -1]:
-                    into.append(run(fn, port, devices))
-            per_b, per_o = statistics.median(runs_b), statistics.median(runs_o)
+            per_b, per_o = measure(port, devices)
             channels = 1 / (per_o * requests_per_channel_s(period))
             print(
                 f"\n[bench] modbus {devices:2d} device(s): ours {per_o * 1e6:.0f} us CPU per "
