@@ -68,7 +68,7 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
         assert isinstance(evaluated, list)
         assert isinstance(committed, list)
         assert len(evaluated) > channels  # every channel's windows were measured
-        assert len(committed) > channels // 8  # the level rules raised and cleared
+        assert len(committed) > 50  # the level rules raised and cleared
         p50, p99 = pct(committed, 50), pct(committed, 99)
         e50, e99 = pct(evaluated, 50), pct(evaluated, 99)
         assert math.isfinite(p99)
