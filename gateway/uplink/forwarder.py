@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.core.clock import Clock
@@ -42,14 +44,33 @@ from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrott
 from gateway.uplink.lineproto import to_line
 
 log = logging.getLogger(__name__)
-BACKLOG_REFRESH_S = 1.0
-Batch = tuple[
-    list[Row], list[str | None]
-]  # the backlog count scans the journal: at most this often
+BACKLOG_REFRESH_S = 1.0  # the backlog count scans the journal: at most this often
 
 
 #: line placeholder of a record the selector skips (acknowledged, not sent)
 SKIP = ""
+
+
+@dataclass
+class Batch:
+    """Records read from one lane, in ``seq`` order, prepared for sending.
+
+    ``lines[i]`` is ``rows[i]``'s line, ``SKIP`` (not selected) or ``None`` (unencodable).
+    ``send``/``send_lines`` are the rows to write and their lines; ``body`` is the request body
+    of ``send_lines`` when made on the journal's thread (while the previous batch was in
+    flight), else ``None``.
+    ``kinds`` and ``asset_bytes`` count the sendable records by kind and their line bytes (with
+    the newline) by asset; ``skipped_by_asset`` the records not selected.
+    """
+
+    rows: list[Row]
+    lines: list[str | None]
+    send: list[Row] = field(default_factory=list)
+    send_lines: list[str] = field(default_factory=list)
+    body: bytes | None = None
+    kinds: Counter[str] = field(default_factory=Counter)
+    asset_bytes: Counter[str] = field(default_factory=Counter)
+    skipped_by_asset: Counter[str] = field(default_factory=Counter)
 
 
 class BulkSelector(Protocol):
@@ -122,9 +143,9 @@ class InfluxForwarder:
                 self.access.journal.cursor, self.cfg.name, "bulk"
             )
             while True:
-                rows, lines, lane = await self._next_batch()
-                if rows:
-                    await self._deliver(rows, lines, lane)
+                batch, lane = await self._next_batch()
+                if batch.rows:
+                    await self._deliver(batch, lane)
                     await self._refresh_backlog(force=False)
                     self.changed.set()
         finally:
@@ -146,24 +167,35 @@ class InfluxForwarder:
     # -- batching ----------------------------------------------------------------------------
 
     def _read_encoded(self, lane: str, after: int | None) -> Batch:
-        """Read a batch and encode it (on the journal's thread); ``None`` for an unencodable
-        record."""
+        """Read a batch (one query), encode it and make its request body: on the journal's
+        thread, so the next batch is prepared while this one is in flight."""
         rows = self.access.journal.read(self.cfg.name, self.cfg.batch_size, lane, after)
         keep: list[bool] | None = None
         if lane == "bulk" and self.selector is not None:
             rows, keep, self._decide_at = self.selector.decide(
                 self.access.journal, rows, self.clock.now_ns()
             )
-        lines: list[str | None] = []
+        b = Batch(rows, [])
+        lines, send, send_lines = b.lines, b.send, b.send_lines
+        kinds, asset_bytes = b.kinds, b.asset_bytes
         for i, r in enumerate(rows):
             if keep is not None and not keep[i]:
                 lines.append(SKIP)
+                b.skipped_by_asset[r.asset] += 1
                 continue
             try:
-                lines.append(to_line(r))
+                line = to_line(r)
             except ValueError:
                 lines.append(None)
-        return rows, lines
+                continue
+            lines.append(line)
+            send.append(r)
+            send_lines.append(line)
+            kinds[r.kind] += 1
+            asset_bytes[r.asset] += len(line) + 1
+        if send_lines and (lane == "priority" or len(rows) >= self.cfg.batch_size):
+            b.body = self.sink.body(send_lines)  # (a partial bulk batch may wait: made if sent)
+        return b
 
     async def _bulk_batch(self) -> Batch:
         """The next bulk batch, prefetched while the previous one was being sent if possible."""
@@ -177,18 +209,19 @@ class InfluxForwarder:
                 await task
         return await self.access.call(self._read_encoded, "bulk", self._bulk_cursor)
 
-    async def _next_batch(self) -> tuple[list[Row], list[str | None], str]:
+    async def _next_batch(self) -> tuple[Batch, str]:
         self.idle.clear()
         while True:
             self.access.appended.clear()
             skipped_priority = self._last_lane == "priority"
             if not skipped_priority:
-                prio, plines = await self.access.call(self._read_encoded, "priority", None)
-                if prio:
+                prio = await self.access.call(self._read_encoded, "priority", None)
+                if prio.rows:
                     self._last_lane = "priority"
-                    return prio, plines, "priority"
+                    return prio, "priority"
             self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
-            bulk, lines = await self._bulk_batch()
+            batch = await self._bulk_batch()
+            bulk = batch.rows
             now = self.clock.monotonic()
             held = self._decide_at
             if held is not None:  # a record's decision waits: what is decided goes as a
@@ -199,7 +232,7 @@ class InfluxForwarder:
                     hold = self._partial_since + self.cfg.flush_interval_s - now
                     if hold <= 0:
                         self._partial_since = None
-                        return bulk, lines, "bulk"
+                        return batch, "bulk"
                 else:
                     due = (held - self.clock.now_ns()) / 1e9
                     hold = max(due, self.cfg.flush_interval_s)
@@ -214,7 +247,7 @@ class InfluxForwarder:
                     nxt,
                     asyncio.ensure_future(self.access.call(self._read_encoded, "bulk", nxt)),
                 )
-                return bulk, lines, "bulk"
+                return batch, "bulk"
             if skipped_priority:
                 continue  # no full bulk batch: the priority lane is looked at before waiting
             if bulk:
@@ -223,7 +256,7 @@ class InfluxForwarder:
                 wait = self._partial_since + self.cfg.flush_interval_s - now
                 if wait <= 0:
                     self._partial_since = None
-                    return bulk, lines, "bulk"
+                    return batch, "bulk"
             else:
                 wait = None
                 self.idle.set()
@@ -260,36 +293,37 @@ class InfluxForwarder:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    async def _deliver(self, rows: list[Row], encoded: list[str | None], lane: str) -> None:
-        sendable = [r for r, line in zip(rows, encoded, strict=True) if line]
-        lines = [line for line in encoded if line]
-        skipped = 0
-        for r, line in zip(rows, encoded, strict=True):
-            if line == SKIP:
-                skipped += 1
-                self.skipped_by_asset[r.asset] = self.skipped_by_asset.get(r.asset, 0) + 1
+    async def _deliver(self, batch: Batch, lane: str) -> None:
+        rows = batch.rows
+        skipped = sum(batch.skipped_by_asset.values())
+        for asset, n in batch.skipped_by_asset.items():
+            self.skipped_by_asset[asset] = self.skipped_by_asset.get(asset, 0) + n
         self.skipped += skipped
-        self.unencodable += len(rows) - len(sendable) - skipped
-        if sendable:
-            await self._send(sendable, lines, lane)
+        self.unencodable += len(rows) - len(batch.send) - skipped
+        if batch.send:
+            await self._send(batch.send, batch.send_lines, lane, batch)
         await self.access.call(self.access.journal.ack, self.cfg.name, rows[-1].seq, lane)
         if lane == "bulk":
             self._bulk_cursor = max(self._bulk_cursor, rows[-1].seq)
 
-    async def _send(self, rows: Sequence[Row], lines: Sequence[str], lane: str) -> None:
+    async def _send(
+        self, rows: Sequence[Row], lines: Sequence[str], lane: str, whole: Batch | None = None
+    ) -> None:
         """Write until accepted; a rejected batch is bisected down to the offending records.
-        While a bulk batch waits to be retried, alerts that arrived meanwhile go first."""
+        While a bulk batch waits to be retried, alerts that arrived meanwhile go first.
+        ``whole``: the batch ``rows`` are all the sendable records of (its body and counts)."""
         while True:
             if self._attempt > 0:
                 await self._refresh_backlog(force=False)
             if lane == "bulk" and self._attempt > 0:
-                prio, plines = await self.access.call(self._read_encoded, "priority", None)
-                if prio:
-                    await self._deliver(prio, plines, "priority")
+                prio = await self.access.call(self._read_encoded, "priority", None)
+                if prio.rows:
+                    await self._deliver(prio, "priority")
                     continue
             await self._pace(len(lines))
             try:
-                await self.sink.write(lines, self.clock.now_ns() / 1e9)
+                body = whole.body if whole is not None else None
+                await self.sink.write(lines, self.clock.now_ns() / 1e9, body)
             except SinkThrottled as exc:
                 self.throttled += 1
                 await self._failed(str(exc))
@@ -316,9 +350,17 @@ class InfluxForwarder:
                 return
             self._attempt = 0
             self.sent += len(rows)
-            for r, line in zip(rows, lines, strict=True):
-                self.sent_by_kind[r.kind] = self.sent_by_kind.get(r.kind, 0) + 1
-                self.sent_bytes[r.asset] = self.sent_bytes.get(r.asset, 0) + len(line) + 1
+            if whole is not None:
+                kinds, asset_bytes = whole.kinds, whole.asset_bytes
+            else:
+                kinds, asset_bytes = Counter(), Counter()
+                for r, line in zip(rows, lines, strict=True):
+                    kinds[r.kind] += 1
+                    asset_bytes[r.asset] += len(line) + 1
+            for k, n in kinds.items():
+                self.sent_by_kind[k] = self.sent_by_kind.get(k, 0) + n
+            for a, n in asset_bytes.items():
+                self.sent_bytes[a] = self.sent_bytes.get(a, 0) + n
             self._ok()
             return
 
