@@ -115,6 +115,7 @@ class InfluxForwarder:
         self._last_lane = "bulk"
         self._bulk_cursor = 0
         self._prefetch: tuple[int, asyncio.Future[Batch]] | None = None
+        self._held: Batch | None = None  # a partial bulk batch waiting to fill (not sent)
         self.selector: BulkSelector | None = None
         self.skipped = 0  # bulk records the selector did not select
         self.sent_bytes: dict[str, int] = {}  # line-protocol bytes accepted, per asset
@@ -149,6 +150,7 @@ class InfluxForwarder:
                     await self._refresh_backlog(force=False)
                     self.changed.set()
         finally:
+            self._held = None
             if self._prefetch is not None:
                 self._prefetch[1].cancel()
                 self._prefetch = None
@@ -166,16 +168,22 @@ class InfluxForwarder:
 
     # -- batching ----------------------------------------------------------------------------
 
-    def _read_encoded(self, lane: str, after: int | None) -> Batch:
+    def _read_encoded(self, lane: str, after: int | None, prior: Batch | None = None) -> Batch:
         """Read a batch (one query), encode it and make its request body: on the journal's
-        thread, so the next batch is prepared while this one is in flight."""
-        rows = self.access.journal.read(self.cfg.name, self.cfg.batch_size, lane, after)
+        thread, so the next batch is prepared while this one is in flight. With ``prior`` (a
+        partial batch read before, ending at ``after``) only the records after it are read and
+        encoded, and the batch returned continues it."""
+        limit = self.cfg.batch_size - (len(prior.rows) if prior is not None else 0)
+        rows = self.access.journal.read(self.cfg.name, limit, lane, after) if limit > 0 else []
         keep: list[bool] | None = None
         if lane == "bulk" and self.selector is not None:
             rows, keep, self._decide_at = self.selector.decide(
                 self.access.journal, rows, self.clock.now_ns()
             )
-        b = Batch(rows, [])
+        b = Batch(rows, []) if prior is None else prior
+        if prior is not None:
+            b.rows = prior.rows + rows
+            b.body = None
         lines, send, send_lines = b.lines, b.send, b.send_lines
         kinds, asset_bytes = b.kinds, b.asset_bytes
         for i, r in enumerate(rows):
@@ -193,12 +201,16 @@ class InfluxForwarder:
             send_lines.append(line)
             kinds[r.kind] += 1
             asset_bytes[r.asset] += len(line) + 1
-        if send_lines and (lane == "priority" or len(rows) >= self.cfg.batch_size):
+        if send_lines and (lane == "priority" or len(b.rows) >= self.cfg.batch_size):
             b.body = self.sink.body(send_lines)  # (a partial bulk batch may wait: made if sent)
         return b
 
     async def _bulk_batch(self) -> Batch:
-        """The next bulk batch, prefetched while the previous one was being sent if possible."""
+        """The next bulk batch, prefetched while the previous one was being sent if possible;
+        a held partial batch is continued (its records are not read and encoded again)."""
+        held, self._held = self._held, None
+        if held is not None:
+            return await self.access.call(self._read_encoded, "bulk", held.rows[-1].seq, held)
         pre, self._prefetch = self._prefetch, None
         if pre is not None:
             after, task = pre
@@ -236,6 +248,7 @@ class InfluxForwarder:
                 else:
                     due = (held - self.clock.now_ns()) / 1e9
                     hold = max(due, self.cfg.flush_interval_s)
+                self._held = batch if bulk else None
                 await self._refresh_backlog(force=False)
                 await self._wait_appended(hold)
                 continue
@@ -248,6 +261,7 @@ class InfluxForwarder:
                     asyncio.ensure_future(self.access.call(self._read_encoded, "bulk", nxt)),
                 )
                 return batch, "bulk"
+            self._held = batch if bulk else None  # (kept while it waits to fill)
             if skipped_priority:
                 continue  # no full bulk batch: the priority lane is looked at before waiting
             if bulk:
@@ -256,6 +270,7 @@ class InfluxForwarder:
                 wait = self._partial_since + self.cfg.flush_interval_s - now
                 if wait <= 0:
                     self._partial_since = None
+                    self._held = None
                     return batch, "bulk"
             else:
                 wait = None

@@ -34,6 +34,7 @@ import sqlite3
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import SecretStr
@@ -46,7 +47,7 @@ from gateway.runtime.pipeline import Pipeline
 from gateway.store.access import JournalAccess
 from gateway.store.journal import Journal, Row, encode_rows
 from gateway.uplink.config import InfluxUplinkConfig
-from gateway.uplink.forwarder import Batch, InfluxForwarder
+from gateway.uplink.forwarder import InfluxForwarder
 from simulators.machine import Machine, MachineSpec
 from tests.benchmarks.conftest import Bench
 from tests.benchmarks.test_bench_e2e import FS, config
@@ -196,10 +197,10 @@ class TimedForwarder(InfluxForwarder):
         self.head = 0
         self.caught_up = asyncio.Event()
 
-    async def _deliver(self, batch: Batch, lane: str) -> None:
-        await super()._deliver(batch, lane)
+    async def _deliver(self, *args: Any) -> None:
+        await super()._deliver(*args)
         self.marks.append((time.perf_counter(), time.process_time(), self.sent))
-        if lane == "bulk" and self.head - batch.rows[-1].seq < self.cfg.batch_size:
+        if self.head - self._bulk_cursor < self.cfg.batch_size:
             self.caught_up.set()
 
 
