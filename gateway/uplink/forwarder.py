@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.core.clock import Clock
 from gateway.store.access import JournalAccess
@@ -61,6 +62,15 @@ BACKLOG_COST_SHARE = 20
 SKIP = ""
 
 
+class Ref(NamedTuple):
+    """A record in a batch. The payload is not kept: a batch holds few objects for the garbage
+    collector to walk (a rejected record is read again to copy it to the dead letters)."""
+
+    seq: int
+    kind: str
+    asset: str
+
+
 @dataclass
 class Batch:
     """Records read from one lane, in ``seq`` order, prepared for sending.
@@ -73,9 +83,9 @@ class Batch:
     the newline) by asset; ``skipped_by_asset`` the records not selected.
     """
 
-    rows: list[Row]
+    rows: list[Ref]
     lines: list[str | None]
-    send: list[Row] = field(default_factory=list)
+    send: list[Ref] = field(default_factory=list)
     send_lines: list[str] = field(default_factory=list)
     body: bytes | None = None
     kinds: Counter[str] = field(default_factory=Counter)
@@ -183,7 +193,20 @@ class InfluxForwarder:
         """Read a batch (one query), encode it and make its request body: on the journal's
         thread, so the next batch is prepared while this one is in flight. With ``prior`` (a
         partial batch read before, ending at ``after``) only the records after it are read and
-        encoded, and the batch returned continues it."""
+        encoded, and the batch returned continues it.
+
+        The cyclic garbage collector is paused meanwhile: the decoded records (thousands of
+        containers, without cycles) are freed by reference counting when this returns, instead
+        of being walked by collections while they live."""
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._read_encode(lane, after, prior)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _read_encode(self, lane: str, after: int | None, prior: Batch | None) -> Batch:
         limit = self.cfg.batch_size - (len(prior.rows) if prior is not None else 0)
         rows = self.access.journal.read(self.cfg.name, limit, lane, after) if limit > 0 else []
         keep: list[bool] | None = None
@@ -191,9 +214,10 @@ class InfluxForwarder:
             rows, keep, self._decide_at = self.selector.decide(
                 self.access.journal, rows, self.clock.now_ns()
             )
-        b = Batch(rows, []) if prior is None else prior
+        refs = [Ref(r.seq, r.kind, r.asset) for r in rows]
+        b = Batch(refs, []) if prior is None else prior
         if prior is not None:
-            b.rows = prior.rows + rows
+            b.rows = prior.rows + refs
             b.body = None
         lines, send, send_lines = b.lines, b.send, b.send_lines
         kinds, asset_bytes = b.kinds, b.asset_bytes
@@ -208,7 +232,7 @@ class InfluxForwarder:
                 lines.append(None)
                 continue
             lines.append(line)
-            send.append(r)
+            send.append(refs[i])
             send_lines.append(line)
             kinds[r.kind] += 1
             asset_bytes[r.asset] += len(line) + 1
@@ -333,7 +357,7 @@ class InfluxForwarder:
             self._bulk_cursor = max(self._bulk_cursor, rows[-1].seq)
 
     async def _send(
-        self, rows: Sequence[Row], lines: Sequence[str], lane: str, whole: Batch | None = None
+        self, rows: Sequence[Ref], lines: Sequence[str], lane: str, whole: Batch | None = None
     ) -> None:
         """Write until accepted; a rejected batch is bisected down to the offending records.
         While a bulk batch waits to be retried, alerts that arrived meanwhile go first.
@@ -368,7 +392,7 @@ class InfluxForwarder:
             except SinkRejected as exc:
                 self._attempt = 0
                 if len(rows) == 1:
-                    await self._reject(rows[0], str(exc))
+                    await self._reject(rows[0], lane, str(exc))
                     return
                 mid = len(rows) // 2
                 await self._send(rows[:mid], lines[:mid], lane)
@@ -390,15 +414,19 @@ class InfluxForwarder:
             self._ok()
             return
 
-    async def _reject(self, row: Row, reason: str) -> None:
+    async def _reject(self, ref: Ref, lane: str, reason: str) -> None:
         self.rejected += 1
-        await self.access.call(self.access.journal.dead_letter, self.cfg.name, [row], reason)
+        rows = await self.access.call(self.access.journal.read, self.cfg.name, 1, lane, ref.seq - 1)
+        if rows and rows[0].seq == ref.seq:
+            await self.access.call(self.access.journal.dead_letter, self.cfg.name, rows, reason)
+        else:  # (evicted since it was read: nothing left to copy)
+            log.warning("uplink %s: record %d is gone from the store", self.cfg.name, ref.seq)
         log.warning(
             "uplink %s: server rejected record %d (%s, %s): %s; moved to dead letters (%d so far)",
             self.cfg.name,
-            row.seq,
-            row.kind,
-            row.asset,
+            ref.seq,
+            ref.kind,
+            ref.asset,
             reason,
             self.rejected,
         )

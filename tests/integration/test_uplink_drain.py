@@ -1,6 +1,7 @@
 """The drain path against a real server (VictoriaMetrics): the fast line encoding writes the same
-values as the general one, a partial batch waiting to fill is read and encoded once, and the
-priority lane is read through its index however long the bulk backlog."""
+values as the general one, a partial batch waiting to fill is read and encoded once, the
+priority lane is read through its index however long the bulk backlog, and a rejected record is
+read again for its dead-letter copy (counted and logged when it was evicted meanwhile)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from gateway.store.codec import record_row
 from gateway.store.journal import Journal, Row
 from gateway.uplink import forwarder as forwarder_module
 from gateway.uplink.config import InfluxUplinkConfig
-from gateway.uplink.forwarder import InfluxForwarder
+from gateway.uplink.forwarder import InfluxForwarder, Ref
 from gateway.uplink.lineproto import to_line
 from tests.uplink.records import STEP_NS, T0, alert, frame
 from tests.uplink.victoria import VictoriaMetrics, victoria_metrics
@@ -174,3 +175,21 @@ def test_the_priority_lane_is_read_through_its_index(tmp_path: Path) -> None:
     assert read * 10 < scan  # the index, not the 2000 bulk records
     assert counted < 2 * scan  # one pass over the bulk lane (its count), not three
     journal.close()
+
+
+async def test_a_rejected_record_evicted_meanwhile_is_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite", sinks=["influxdb"])
+    access = JournalAccess(journal)
+    seq = journal.append([record_row(frame(0))])
+    fwd = InfluxForwarder(cfg("http://127.0.0.1:9"), access, FakeClock())
+    # the server refused it, and the store evicted it before it could be copied
+    await fwd._reject(Ref(seq + 1, "feature", "m1"), "bulk", "HTTP 400 bad data")
+    assert fwd.rejected == 1
+    assert await access.call(journal.dead_letters, "influxdb") == []
+    assert f"record {seq + 1} is gone from the store" in caplog.text
+    await fwd._reject(Ref(seq, "feature", "m1"), "bulk", "HTTP 400 bad data")
+    dead = await access.call(journal.dead_letters, "influxdb")
+    assert [(r.seq, reason) for r, reason in dead] == [(seq, "HTTP 400 bad data")]
+    access.close()
