@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 _COLS = "seq, kind, ts_ns, asset, channel, model_version, payload"
+#: the priority kinds as SQL literals: with literals (not bound parameters) SQLite can prove a
+#: query's ``kind IN (...)`` implies the partial index's and use it instead of scanning the table
+_PRIO_SQL = ",".join(f"'{k}'" for k in PRIORITY_KINDS)
 
 
 #: (kind, ts_ns, asset, channel, model_version, payload JSON): a row as stored
@@ -144,9 +147,7 @@ class Bounds:
 
 def _row(t: tuple[int, str, int, str, str, str, str]) -> Row:
     s, k, ts, a, c, m, p = t
-    return Row(
-        kind=k, ts_ns=ts, asset=a, channel=c, model_version=m, payload=decode_payload(p), seq=s
-    )
+    return Row(k, ts, a, c, decode_payload(p), m, s)  # (positional: half the cost of keywords)
 
 
 class Journal:
@@ -258,20 +259,13 @@ class Journal:
         in ``seq`` order."""
         if after is None:
             after = self.cursor(sink, lane)
-        if lane == "priority":
-            marks = ",".join("?" * len(PRIORITY_KINDS))
-            rows = self._db.execute(
-                f"SELECT {_COLS} FROM records WHERE kind IN ({marks}) AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (*PRIORITY_KINDS, after, limit),
-            ).fetchall()
+        if lane == "priority":  # (through the partial index: no scan of the bulk backlog)
+            where = f"kind IN ({_PRIO_SQL}) AND seq > ?"
         else:
-            marks = ",".join("?" * len(PRIORITY_KINDS))
-            rows = self._db.execute(
-                f"SELECT {_COLS} FROM records WHERE seq > ? AND kind NOT IN ({marks}) "
-                "ORDER BY seq LIMIT ?",
-                (after, *PRIORITY_KINDS, limit),
-            ).fetchall()
+            where = f"seq > ? AND kind NOT IN ({_PRIO_SQL})"
+        rows = self._db.execute(
+            f"SELECT {_COLS} FROM records WHERE {where} ORDER BY seq LIMIT ?", (after, limit)
+        ).fetchall()
         return [_row(t) for t in rows]
 
     def ack(self, sink: str, seq: int, lane: str = "bulk") -> None:
@@ -333,21 +327,19 @@ class Journal:
 
     def backlog(self, sink: str) -> tuple[int, int | None]:
         """Records ``sink`` has not acknowledged, and the smallest ``ts_ns`` among them."""
-        marks = ",".join("?" * len(PRIORITY_KINDS))
         pc, bc = self.cursor(sink, "priority"), self.cursor(sink, "bulk")
         n_p, t_p = self._db.execute(
-            f"SELECT count(*), min(ts_ns) FROM records WHERE kind IN ({marks}) AND seq > ?",
-            (*PRIORITY_KINDS, pc),
+            f"SELECT count(*), min(ts_ns) FROM records WHERE kind IN ({_PRIO_SQL}) AND seq > ?",
+            (pc,),
         ).fetchone()
         (n_all,) = self._db.execute("SELECT count(*) FROM records WHERE seq > ?", (bc,)).fetchone()
         n_pb = self._db.execute(
-            f"SELECT count(*) FROM records WHERE kind IN ({marks}) AND seq > ?",
-            (*PRIORITY_KINDS, bc),
+            f"SELECT count(*) FROM records WHERE kind IN ({_PRIO_SQL}) AND seq > ?", (bc,)
         ).fetchone()[0]
         first = self._db.execute(
-            f"SELECT ts_ns FROM records WHERE seq > ? AND kind NOT IN ({marks}) "
+            f"SELECT ts_ns FROM records WHERE seq > ? AND kind NOT IN ({_PRIO_SQL}) "
             "ORDER BY seq LIMIT 1",
-            (bc, *PRIORITY_KINDS),
+            (bc,),
         ).fetchone()
         t_b = first[0] if first else None
         oldest = [t for t in (t_p, t_b) if t is not None]

@@ -10,6 +10,11 @@ records (features, scores) go in batches of ``batch_size`` points, or when ``flu
 passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token
 bucket), which bounds the catch-up rate after an outage.
 
+Throughput: each batch is one range read of its lane; the journal's thread reads, encodes and
+compresses the next full bulk batch while the current one is in flight (one ahead; a cursor
+advances only past a batch the server accepted, in order), and a partial batch waiting to fill is
+continued with the records appended since instead of being read and encoded again.
+
 Errors: ``SinkDown`` keeps the batch and retries after an exponential backoff with jitter;
 ``SinkThrottled`` waits for the server's Retry-After (capped; the backoff when absent);
 ``SinkRejected`` bisects the batch until the offending records are alone, copies those to the
@@ -23,16 +28,22 @@ server accepted, per asset.
 State: ``down`` (the last attempt failed), ``degraded`` (writing, but the oldest unsent record is
 older than ``degraded_after_s``: catching up), ``up``. Each change is logged once with the
 backlog; ``status()`` has the state, the backlog (records, age of the oldest) and the counters.
+The backlog is recounted at most once a second, and less often while counting it takes longer
+than a twentieth of that time (a count walks every unsent record).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from gateway.core.clock import Clock
 from gateway.store.access import JournalAccess
@@ -42,14 +53,44 @@ from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrott
 from gateway.uplink.lineproto import to_line
 
 log = logging.getLogger(__name__)
-BACKLOG_REFRESH_S = 1.0
-Batch = tuple[
-    list[Row], list[str | None]
-]  # the backlog count scans the journal: at most this often
+BACKLOG_REFRESH_S = 1.0  # the backlog count scans the journal: at most this often
+#: ... and at most 1/this of the time (a count walks every unsent record: about 1 us each)
+BACKLOG_COST_SHARE = 20
 
 
 #: line placeholder of a record the selector skips (acknowledged, not sent)
 SKIP = ""
+
+
+class Ref(NamedTuple):
+    """A record in a batch. The payload is not kept: a batch holds few objects for the garbage
+    collector to walk (a rejected record is read again to copy it to the dead letters)."""
+
+    seq: int
+    kind: str
+    asset: str
+
+
+@dataclass
+class Batch:
+    """Records read from one lane, in ``seq`` order, prepared for sending.
+
+    ``lines[i]`` is ``rows[i]``'s line, ``SKIP`` (not selected) or ``None`` (unencodable).
+    ``send``/``send_lines`` are the rows to write and their lines; ``body`` is the request body
+    of ``send_lines`` when made on the journal's thread (while the previous batch was in
+    flight), else ``None``.
+    ``kinds`` and ``asset_bytes`` count the sendable records by kind and their line bytes (with
+    the newline) by asset; ``skipped_by_asset`` the records not selected.
+    """
+
+    rows: list[Ref]
+    lines: list[str | None]
+    send: list[Ref] = field(default_factory=list)
+    send_lines: list[str] = field(default_factory=list)
+    body: bytes | None = None
+    kinds: Counter[str] = field(default_factory=Counter)
+    asset_bytes: Counter[str] = field(default_factory=Counter)
+    skipped_by_asset: Counter[str] = field(default_factory=Counter)
 
 
 class BulkSelector(Protocol):
@@ -90,10 +131,12 @@ class InfluxForwarder:
         self._refill_at = clock.monotonic()
         self._partial_since: float | None = None
         self._backlog_at = float("-inf")
+        self._backlog_every = BACKLOG_REFRESH_S
         self._attempt = 0
         self._last_lane = "bulk"
         self._bulk_cursor = 0
         self._prefetch: tuple[int, asyncio.Future[Batch]] | None = None
+        self._held: Batch | None = None  # a partial bulk batch waiting to fill (not sent)
         self.selector: BulkSelector | None = None
         self.skipped = 0  # bulk records the selector did not select
         self.sent_bytes: dict[str, int] = {}  # line-protocol bytes accepted, per asset
@@ -122,12 +165,13 @@ class InfluxForwarder:
                 self.access.journal.cursor, self.cfg.name, "bulk"
             )
             while True:
-                rows, lines, lane = await self._next_batch()
-                if rows:
-                    await self._deliver(rows, lines, lane)
+                batch, lane = await self._next_batch()
+                if batch.rows:
+                    await self._deliver(batch, lane)
                     await self._refresh_backlog(force=False)
                     self.changed.set()
         finally:
+            self._held = None
             if self._prefetch is not None:
                 self._prefetch[1].cancel()
                 self._prefetch = None
@@ -145,28 +189,63 @@ class InfluxForwarder:
 
     # -- batching ----------------------------------------------------------------------------
 
-    def _read_encoded(self, lane: str, after: int | None) -> Batch:
-        """Read a batch and encode it (on the journal's thread); ``None`` for an unencodable
-        record."""
-        rows = self.access.journal.read(self.cfg.name, self.cfg.batch_size, lane, after)
+    def _read_encoded(self, lane: str, after: int | None, prior: Batch | None = None) -> Batch:
+        """Read a batch (one query), encode it and make its request body: on the journal's
+        thread, so the next batch is prepared while this one is in flight. With ``prior`` (a
+        partial batch read before, ending at ``after``) only the records after it are read and
+        encoded, and the batch returned continues it.
+
+        The cyclic garbage collector is paused meanwhile: the decoded records (thousands of
+        containers, without cycles) are freed by reference counting when this returns, instead
+        of being walked by collections while they live."""
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._read_encode(lane, after, prior)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _read_encode(self, lane: str, after: int | None, prior: Batch | None) -> Batch:
+        limit = self.cfg.batch_size - (len(prior.rows) if prior is not None else 0)
+        rows = self.access.journal.read(self.cfg.name, limit, lane, after) if limit > 0 else []
         keep: list[bool] | None = None
         if lane == "bulk" and self.selector is not None:
             rows, keep, self._decide_at = self.selector.decide(
                 self.access.journal, rows, self.clock.now_ns()
             )
-        lines: list[str | None] = []
+        refs = [Ref(r.seq, r.kind, r.asset) for r in rows]
+        b = Batch(refs, []) if prior is None else prior
+        if prior is not None:
+            b.rows = prior.rows + refs
+            b.body = None
+        lines, send, send_lines = b.lines, b.send, b.send_lines
+        kinds, asset_bytes = b.kinds, b.asset_bytes
         for i, r in enumerate(rows):
             if keep is not None and not keep[i]:
                 lines.append(SKIP)
+                b.skipped_by_asset[r.asset] += 1
                 continue
             try:
-                lines.append(to_line(r))
+                line = to_line(r)
             except ValueError:
                 lines.append(None)
-        return rows, lines
+                continue
+            lines.append(line)
+            send.append(refs[i])
+            send_lines.append(line)
+            kinds[r.kind] += 1
+            asset_bytes[r.asset] += len(line) + 1
+        if send_lines and (lane == "priority" or len(b.rows) >= self.cfg.batch_size):
+            b.body = self.sink.body(send_lines)  # (a partial bulk batch may wait: made if sent)
+        return b
 
     async def _bulk_batch(self) -> Batch:
-        """The next bulk batch, prefetched while the previous one was being sent if possible."""
+        """The next bulk batch, prefetched while the previous one was being sent if possible;
+        a held partial batch is continued (its records are not read and encoded again)."""
+        held, self._held = self._held, None
+        if held is not None:
+            return await self.access.call(self._read_encoded, "bulk", held.rows[-1].seq, held)
         pre, self._prefetch = self._prefetch, None
         if pre is not None:
             after, task = pre
@@ -177,18 +256,19 @@ class InfluxForwarder:
                 await task
         return await self.access.call(self._read_encoded, "bulk", self._bulk_cursor)
 
-    async def _next_batch(self) -> tuple[list[Row], list[str | None], str]:
+    async def _next_batch(self) -> tuple[Batch, str]:
         self.idle.clear()
         while True:
             self.access.appended.clear()
             skipped_priority = self._last_lane == "priority"
             if not skipped_priority:
-                prio, plines = await self.access.call(self._read_encoded, "priority", None)
-                if prio:
+                prio = await self.access.call(self._read_encoded, "priority", None)
+                if prio.rows:
                     self._last_lane = "priority"
-                    return prio, plines, "priority"
+                    return prio, "priority"
             self._last_lane = "bulk"  # (after a priority batch, one bulk batch: no starvation)
-            bulk, lines = await self._bulk_batch()
+            batch = await self._bulk_batch()
+            bulk = batch.rows
             now = self.clock.monotonic()
             held = self._decide_at
             if held is not None:  # a record's decision waits: what is decided goes as a
@@ -199,10 +279,11 @@ class InfluxForwarder:
                     hold = self._partial_since + self.cfg.flush_interval_s - now
                     if hold <= 0:
                         self._partial_since = None
-                        return bulk, lines, "bulk"
+                        return batch, "bulk"
                 else:
                     due = (held - self.clock.now_ns()) / 1e9
                     hold = max(due, self.cfg.flush_interval_s)
+                self._held = batch if bulk else None
                 await self._refresh_backlog(force=False)
                 await self._wait_appended(hold)
                 continue
@@ -214,7 +295,8 @@ class InfluxForwarder:
                     nxt,
                     asyncio.ensure_future(self.access.call(self._read_encoded, "bulk", nxt)),
                 )
-                return bulk, lines, "bulk"
+                return batch, "bulk"
+            self._held = batch if bulk else None  # (kept while it waits to fill)
             if skipped_priority:
                 continue  # no full bulk batch: the priority lane is looked at before waiting
             if bulk:
@@ -223,7 +305,8 @@ class InfluxForwarder:
                 wait = self._partial_since + self.cfg.flush_interval_s - now
                 if wait <= 0:
                     self._partial_since = None
-                    return bulk, lines, "bulk"
+                    self._held = None
+                    return batch, "bulk"
             else:
                 wait = None
                 self.idle.set()
@@ -260,36 +343,37 @@ class InfluxForwarder:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    async def _deliver(self, rows: list[Row], encoded: list[str | None], lane: str) -> None:
-        sendable = [r for r, line in zip(rows, encoded, strict=True) if line]
-        lines = [line for line in encoded if line]
-        skipped = 0
-        for r, line in zip(rows, encoded, strict=True):
-            if line == SKIP:
-                skipped += 1
-                self.skipped_by_asset[r.asset] = self.skipped_by_asset.get(r.asset, 0) + 1
+    async def _deliver(self, batch: Batch, lane: str) -> None:
+        rows = batch.rows
+        skipped = sum(batch.skipped_by_asset.values())
+        for asset, n in batch.skipped_by_asset.items():
+            self.skipped_by_asset[asset] = self.skipped_by_asset.get(asset, 0) + n
         self.skipped += skipped
-        self.unencodable += len(rows) - len(sendable) - skipped
-        if sendable:
-            await self._send(sendable, lines, lane)
+        self.unencodable += len(rows) - len(batch.send) - skipped
+        if batch.send:
+            await self._send(batch.send, batch.send_lines, lane, batch)
         await self.access.call(self.access.journal.ack, self.cfg.name, rows[-1].seq, lane)
         if lane == "bulk":
             self._bulk_cursor = max(self._bulk_cursor, rows[-1].seq)
 
-    async def _send(self, rows: Sequence[Row], lines: Sequence[str], lane: str) -> None:
+    async def _send(
+        self, rows: Sequence[Ref], lines: Sequence[str], lane: str, whole: Batch | None = None
+    ) -> None:
         """Write until accepted; a rejected batch is bisected down to the offending records.
-        While a bulk batch waits to be retried, alerts that arrived meanwhile go first."""
+        While a bulk batch waits to be retried, alerts that arrived meanwhile go first.
+        ``whole``: the batch ``rows`` are all the sendable records of (its body and counts)."""
         while True:
             if self._attempt > 0:
                 await self._refresh_backlog(force=False)
             if lane == "bulk" and self._attempt > 0:
-                prio, plines = await self.access.call(self._read_encoded, "priority", None)
-                if prio:
-                    await self._deliver(prio, plines, "priority")
+                prio = await self.access.call(self._read_encoded, "priority", None)
+                if prio.rows:
+                    await self._deliver(prio, "priority")
                     continue
             await self._pace(len(lines))
             try:
-                await self.sink.write(lines, self.clock.now_ns() / 1e9)
+                body = whole.body if whole is not None else None
+                await self.sink.write(lines, self.clock.now_ns() / 1e9, body)
             except SinkThrottled as exc:
                 self.throttled += 1
                 await self._failed(str(exc))
@@ -308,7 +392,7 @@ class InfluxForwarder:
             except SinkRejected as exc:
                 self._attempt = 0
                 if len(rows) == 1:
-                    await self._reject(rows[0], str(exc))
+                    await self._reject(rows[0], lane, str(exc))
                     return
                 mid = len(rows) // 2
                 await self._send(rows[:mid], lines[:mid], lane)
@@ -316,21 +400,33 @@ class InfluxForwarder:
                 return
             self._attempt = 0
             self.sent += len(rows)
-            for r, line in zip(rows, lines, strict=True):
-                self.sent_by_kind[r.kind] = self.sent_by_kind.get(r.kind, 0) + 1
-                self.sent_bytes[r.asset] = self.sent_bytes.get(r.asset, 0) + len(line) + 1
+            if whole is not None:
+                kinds, asset_bytes = whole.kinds, whole.asset_bytes
+            else:
+                kinds, asset_bytes = Counter(), Counter()
+                for r, line in zip(rows, lines, strict=True):
+                    kinds[r.kind] += 1
+                    asset_bytes[r.asset] += len(line) + 1
+            for k, n in kinds.items():
+                self.sent_by_kind[k] = self.sent_by_kind.get(k, 0) + n
+            for a, n in asset_bytes.items():
+                self.sent_bytes[a] = self.sent_bytes.get(a, 0) + n
             self._ok()
             return
 
-    async def _reject(self, row: Row, reason: str) -> None:
+    async def _reject(self, ref: Ref, lane: str, reason: str) -> None:
         self.rejected += 1
-        await self.access.call(self.access.journal.dead_letter, self.cfg.name, [row], reason)
+        rows = await self.access.call(self.access.journal.read, self.cfg.name, 1, lane, ref.seq - 1)
+        if rows and rows[0].seq == ref.seq:
+            await self.access.call(self.access.journal.dead_letter, self.cfg.name, rows, reason)
+        else:  # (evicted since it was read: nothing left to copy)
+            log.warning("uplink %s: record %d is gone from the store", self.cfg.name, ref.seq)
         log.warning(
             "uplink %s: server rejected record %d (%s, %s): %s; moved to dead letters (%d so far)",
             self.cfg.name,
-            row.seq,
-            row.kind,
-            row.asset,
+            ref.seq,
+            ref.kind,
+            ref.asset,
             reason,
             self.rejected,
         )
@@ -352,10 +448,14 @@ class InfluxForwarder:
 
     async def _refresh_backlog(self, force: bool) -> None:
         now = self.clock.monotonic()
-        if not force and now - self._backlog_at < BACKLOG_REFRESH_S:
+        if not force and now - self._backlog_at < self._backlog_every:
             return
         self._backlog_at = now
+        t0 = time.perf_counter()  # (what the count costs: a long backlog is counted less often)
         n, oldest = await self.access.call(self.access.journal.backlog, self.cfg.name)
+        self._backlog_every = max(
+            BACKLOG_REFRESH_S, (time.perf_counter() - t0) * BACKLOG_COST_SHARE
+        )
         if n != self.backlog:
             self.changed.set()
         self.backlog = n

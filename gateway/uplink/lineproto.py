@@ -17,14 +17,19 @@ record twice writes the same point twice and the server keeps one (an idempotent
   ``severity`` (int), ``state_code`` (1 raised, 2 acknowledged, 3 cleared), ``message``.
 Empty tag values are left out (line protocol has no empty tags).
 Written here rather than with ``influxdb_client.Point``: tags are sorted (fields of other kinds
-too), floats use Python's shortest round-trip repr, and it is several times faster on the drain
-path.
+too), floats are written in their shortest round-trip form (by orjson, in C: ten times faster
+than ``repr`` on 17-digit values; e.g. ``1e-5`` as ``0.00001``, same value), and it is many times
+faster on the drain path. Feature records whose feature names need no escaping and whose values
+are all numbers (the usual case) are encoded in one pass over their JSON form.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
+
+import orjson
 
 from gateway.store.journal import Row
 
@@ -33,6 +38,13 @@ STATE_CODE = {"raised": 1, "acknowledged": 2, "cleared": 3}
 _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\\": "\\\\"})
 _MEAS = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n", "\\": "\\\\"})
 _STR = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
+#: a name that needs no escaping in line protocol nor in JSON
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]+")
+#: a JSON member whose value is not a number (null, true, false, a string, array or object)
+_NOT_NUMBER = re.compile(rb":[^-0-9]")
+#: JSON ``{"a":1.5,"b":2.0}`` -> line protocol fields ``a=1.5,b=2.0`` (with plain names)
+_JSON_COLON = bytes.maketrans(b":", b"=")
+_JSON_DELETE = b'"{}'
 
 
 def _num(v: object) -> float | None:
@@ -48,12 +60,36 @@ def _key(s: str) -> str:
     return s.translate(_KEY)
 
 
+def _float(v: float) -> str:
+    """A finite float, shortest round-trip form."""
+    return orjson.dumps(v).decode()
+
+
 def _field(v: float | int | str) -> str:
     if isinstance(v, str):
         return '"' + v.translate(_STR) + '"'
     if isinstance(v, int):
         return f"{v}i"
-    return repr(v)
+    return _float(v)
+
+
+@lru_cache(maxsize=1024)
+def _plain(names: tuple[str, ...]) -> bool:
+    return all(_PLAIN.fullmatch(n) for n in names)
+
+
+def _plain_fields(feats: dict[str, object]) -> str | None:
+    """``feats`` as line-protocol fields in one pass, or ``None`` when a name needs escaping or
+    a value is not a finite number (the general path handles those)."""
+    if not feats or not _plain(tuple(feats)):
+        return None
+    try:
+        text = orjson.dumps(feats)  # (non-finite floats become null)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if _NOT_NUMBER.search(text):
+        return None
+    return text.translate(_JSON_COLON, _JSON_DELETE).decode()
 
 
 @lru_cache(maxsize=4096)
@@ -62,42 +98,59 @@ def _feature_head(asset: str, channel: str, model_version: str) -> str:
     return "feature" + "".join(f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if v)
 
 
+@lru_cache(maxsize=4096)
+def _score_head(asset: str, channel: str, model_version: str, model_id: str, shadow: bool) -> str:
+    tags = {"asset": asset, "channel": channel, "model_version": model_version}
+    tags["model_id"] = model_id
+    if shadow:
+        tags["shadow"] = "true"
+    return "score" + "".join(f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if v)
+
+
 def _feature_line(r: Row) -> str:
     """The hot path: a feature record (fields in the record's own order)."""
-    feats = r.payload.get("features")
+    pl = r.payload
+    feats = pl.get("features")
     if not isinstance(feats, dict):
         feats = {}
-    isfinite = math.isfinite
-    parts = [
-        f"{_key(k)}={v!r}" if type(v) is float else f"{_key(str(k))}={_num(v)!r}"
-        for k, v in feats.items()
-        if (type(v) is float and isfinite(v)) or _num(v) is not None
-    ]
-    parts.append(f"quality={QUALITY.get(str(r.payload.get('quality')), 2)}i")
+    quality = f"quality={QUALITY.get(str(pl.get('quality')), 2)}i"
+    fields = _plain_fields(feats)
+    if fields is None:
+        parts = [
+            f"{_key(str(k))}={_float(f)}" for k, v in feats.items() if (f := _num(v)) is not None
+        ]
+        parts.append(quality)
+        fields = ",".join(parts)
+    else:
+        fields += "," + quality
     head = _feature_head(r.asset, r.channel, r.model_version)
-    return f"{head} {','.join(parts)} {r.ts_ns}"
+    return f"{head} {fields} {r.ts_ns}"
+
+
+def _score_line(r: Row) -> str | None:
+    """The hot path of scores; ``None`` when a value is missing or not a finite float."""
+    pl = r.payload
+    s, t = pl.get("score"), pl.get("threshold")
+    if type(s) is not float or type(t) is not float or not math.isfinite(s + t):
+        return None
+    head = _score_head(
+        r.asset, r.channel, r.model_version, str(pl.get("model_id", "")), bool(pl.get("shadow"))
+    )
+    return f"{head} score={_float(s)},threshold={_float(t)} {r.ts_ns}"
 
 
 def to_line(r: Row) -> str:
     """The line for ``r`` (no trailing newline). ``ValueError`` if it has no field to write."""
     if r.kind == "feature":
         return _feature_line(r)
+    if r.kind == "score":
+        line = _score_line(r)
+        if line is not None:
+            return line
     tags = {"asset": r.asset, "channel": r.channel, "model_version": r.model_version}
     fields: dict[str, float | int | str] = {}
     pl = r.payload
-    if r.kind == "feature":
-        feats = pl.get("features", {})
-        if isinstance(feats, dict):
-            isfinite = math.isfinite
-            for name, v in feats.items():
-                if type(v) is float and isfinite(v):  # (the hot path: no conversion)
-                    fields[name] = v
-                else:
-                    f = _num(v)
-                    if f is not None:
-                        fields[str(name)] = f
-        fields["quality"] = QUALITY.get(str(pl.get("quality")), 2)
-    elif r.kind == "score":
+    if r.kind == "score":  # (a missing or non-finite value)
         tags["model_id"] = str(pl.get("model_id", ""))
         if pl.get("shadow"):
             tags["shadow"] = "true"
@@ -142,8 +195,5 @@ def to_line(r: Row) -> str:
     head = r.kind.translate(_MEAS) + "".join(
         f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if v
     )
-    body = ",".join(
-        f"{_key(k)}={v!r}" if type(v) is float else f"{_key(k)}={_field(v)}"
-        for k, v in sorted(fields.items())
-    )
+    body = ",".join(f"{_key(k)}={_field(v)}" for k, v in sorted(fields.items()))
     return f"{head} {body} {r.ts_ns}"
