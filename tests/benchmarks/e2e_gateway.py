@@ -4,16 +4,17 @@ its CPU time and RSS are the gateway's alone, not the test runner's or the simul
 ``python -m tests.benchmarks.e2e_gateway --channels N --signal S.npy --state DIR --out R.json``
 
 N vibration channels at 25.6 kHz are fed in real time (0.1 s blocks, cut from the recorded
-signal ``S.npy``) into the pipeline's ``samples`` queue, as devices of 16 channels would deliver
-them: a device's 16 blocks together, the devices at phases spread evenly over the 0.1 s period
-(as independently polled devices do), through DSP, the shipped LiteRT model,
-the alert engine and the SQLite store (``synchronous=FULL``). Every asset has a score rule, as
-in production; four channels also have a level rule on their window RMS set at the signal's
-median RMS, with no delays, so that they raise and clear all the time (about 25 transitions per
-second, a busy plant's worth whatever the channel count): those alerts give the latency from the arrival of the block that completes a window to the alert on that window
-committed in the journal. Written to ``R.json``: CPU time over wall time after a warm-up (a
-fraction of one core), the window-to-alert-evaluation delays of every score, the
-window-to-alert-committed delays, and the process's RSS at the end of the run.
+signal ``S.npy``) into the pipeline's ``samples`` queue as devices of 16 channels deliver them:
+a device's 16 blocks together, the devices at phases spread evenly over the 0.1 s period (as
+independently polled devices are). They go through DSP, the shipped LiteRT model, the alert
+engine and the SQLite store (``synchronous=FULL``). Every asset has a score rule, as in
+production; four channels also have a level rule on their window RMS set at the signal's median
+RMS, with no delays, so that they raise and clear all the time (about 25 transitions per second,
+a busy plant's worth whatever the channel count): those alerts give the latency from the arrival
+of the block that completes a window to the alert on that window committed in the journal.
+Written to ``R.json``: CPU time over wall time after a warm-up (a fraction of one core), the
+window-to-alert-evaluation delays of every score, the window-to-alert-committed delays, and the
+process's RSS at the end of the run.
 """
 
 from __future__ import annotations
