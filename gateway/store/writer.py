@@ -2,8 +2,9 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). A batch holding an alert or a sensor
-event is committed as soon as it is taken, without waiting for the interval. On close it writes
+journal's thread (fsync never blocks the event loop). Alerts and sensor events are committed as
+soon as they are taken, in a transaction of their own ahead of the pending batch (each lane of
+the journal keeps its order; its readers follow each lane on its own). On close it writes
 everything still queued, then returns. A batch that fails to write (a full disk, an I/O error)
 is kept and retried every ``RETRY_S`` seconds; the failure and the recovery are logged once
 each, never dropped.
@@ -26,7 +27,7 @@ from gateway.runtime.queues import QueueClosed
 from gateway.store.access import JournalAccess
 from gateway.store.codec import StoreRecord, record_row
 from gateway.store.config import StoreConfig
-from gateway.store.journal import PRIORITY_KINDS, Row
+from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Row, encode_rows
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
@@ -59,6 +60,7 @@ class StoreWriter:
         self.cfg, self.access, self.inp, self.clock = cfg, access, inp, clock
         self.journal = access.journal
         self._pending: list[Row] = []
+        self._encoded: list[EncodedRow] = []  # the pending rows as stored, in the same order
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
@@ -109,17 +111,19 @@ class StoreWriter:
                 if not self._pending:
                     first_at = loop.time()
                 rows = [record_row(r) for r in items]
-                self._pending += rows
                 if self.deriver is not None:
-                    self._pending += await self.deriver.derive(items)
-                if any(r.kind in PRIORITY_KINDS for r in rows):
-                    await self.flush()  # an alert is committed at once, with what came before
+                    rows += await self.deriver.derive(items)
+                prio = [r for r in rows if r.kind in PRIORITY_KINDS]
+                if prio:  # alerts are committed at once, in a transaction of their own
+                    await self._add([r for r in rows if r.kind not in PRIORITY_KINDS])
+                    await self._commit_now(prio)
                     continue
+                await self._add(rows)
             except TimeoutError:
                 pass
             except QueueClosed:
                 if self.deriver is not None:
-                    self._pending += self.deriver.flush()
+                    await self._add(self.deriver.flush())
                 await self.flush()
                 return
             if self._pending and (
@@ -128,12 +132,39 @@ class StoreWriter:
             ):
                 await self.flush()
 
+    async def _add(self, rows: list[Row]) -> None:
+        """Take ``rows`` into the pending batch, encoded at once on the journal's thread: a
+        commit then only inserts (an alert's commit does not wait for the encoding of the
+        records pending before it)."""
+        if rows:
+            self._encoded += await self.access.call(encode_rows, rows)
+            self._pending += rows
+
+    async def _commit_now(self, rows: list[Row]) -> None:
+        """Commit ``rows`` (alerts) ahead of the pending batch: each lane keeps its order, and
+        readers follow each lane on its own. On failure they join the pending batch, which is
+        retried until it is written (so later alerts cannot overtake them)."""
+        encoded = await self.access.call(encode_rows, rows)
+        try:
+            seq = await self.access.call(self.journal.append_encoded, encoded, self.clock.now_ns())
+        except (sqlite3.OperationalError, OSError) as exc:
+            self.write_errors += 1
+            if not self._failing:
+                log.error("store write failed (%s); keeping %d alerts, retrying", exc, len(rows))
+                self._failing = True
+            self._pending, self._encoded = rows + self._pending, encoded + self._encoded
+            await self.flush()
+            return
+        self._committed(rows, seq)
+
     async def flush(self) -> None:
         """Append the pending batch; on failure keep it and retry after a pause."""
         while self._pending:
-            batch = self._pending
+            batch, encoded = self._pending, self._encoded
             try:
-                seq = await self.access.call(self.journal.append, batch, self.clock.now_ns())
+                seq = await self.access.call(
+                    self.journal.append_encoded, encoded, self.clock.now_ns()
+                )
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
                 if not self._failing:
@@ -143,18 +174,21 @@ class StoreWriter:
                     self._failing = True
                 await self.clock.sleep(RETRY_S)
                 continue
-            if self._failing:
-                log.info("store writes work again")
-                self._failing = False
-            self._pending = []
-            for observer in self.on_commit:
-                observer(batch)
-            self.access.notify_appended()
-            self.flushed.set()
-            if self.written == 0:
-                log.info("store: first %d record(s) written to %s", len(batch), self.journal.path)
-            self.written += len(batch)
-            self.last_seq = seq
+            self._pending, self._encoded = [], []
+            self._committed(batch, seq)
+
+    def _committed(self, batch: list[Row], seq: int) -> None:
+        if self._failing:
+            log.info("store writes work again")
+            self._failing = False
+        for observer in self.on_commit:
+            observer(batch)
+        self.access.notify_appended()
+        self.flushed.set()
+        if self.written == 0:
+            log.info("store: first %d record(s) written to %s", len(batch), self.journal.path)
+        self.written += len(batch)
+        self.last_seq = seq
 
     def close(self) -> None:
         """Close the journal (after its queued calls). Blocking."""
