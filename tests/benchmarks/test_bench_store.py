@@ -50,7 +50,7 @@ from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.forwarder import InfluxForwarder
 from simulators.machine import Machine, MachineSpec
 from tests.benchmarks.conftest import Bench
-from tests.benchmarks.test_bench_e2e import FS, config
+from tests.benchmarks.e2e_gateway import FS, config
 from tests.benchmarks.timing import best_of
 from tests.uplink.records import T0
 from tests.uplink.victoria import VictoriaMetrics, victoria_metrics
