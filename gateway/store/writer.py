@@ -2,9 +2,10 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). Alerts and sensor events are committed as
-soon as they are taken, in a transaction of their own ahead of the pending batch (each lane of
-the journal keeps its order; its readers follow each lane on its own). On close it writes
+journal's thread (fsync never blocks the event loop). Records are encoded as they arrive, so a
+commit only inserts. A batch holding an alert or a sensor event is committed as soon as it is
+taken, with the records pending before it: the journal always holds a prefix of what arrived
+(nothing committed after something that is not). On close it writes
 everything still queued, then returns. A batch that fails to write (a full disk, an I/O error)
 is kept and retried every ``RETRY_S`` seconds; the failure and the recovery are logged once
 each, never dropped.
@@ -113,12 +114,10 @@ class StoreWriter:
                 rows = [record_row(r) for r in items]
                 if self.deriver is not None:
                     rows += await self.deriver.derive(items)
-                prio = [r for r in rows if r.kind in PRIORITY_KINDS]
-                if prio:  # alerts are committed at once, in a transaction of their own
-                    await self._commit_now(prio)
-                    await self._add([r for r in rows if r.kind not in PRIORITY_KINDS])
-                    continue
                 await self._add(rows)
+                if any(r.kind in PRIORITY_KINDS for r in rows):
+                    await self.flush()  # an alert is committed at once, with what came before
+                    continue
             except TimeoutError:
                 pass
             except QueueClosed:
@@ -139,23 +138,6 @@ class StoreWriter:
         if rows:
             self._encoded += await self.access.call(encode_rows, rows)
             self._pending += rows
-
-    async def _commit_now(self, rows: list[Row]) -> None:
-        """Commit ``rows`` (alerts) ahead of the pending batch: each lane keeps its order, and
-        readers follow each lane on its own. On failure they join the pending batch, which is
-        retried until it is written (so later alerts cannot overtake them)."""
-        encoded = encode_rows(rows)  # a few rows: here, saving a trip to the journal's thread
-        try:
-            seq = await self.access.call(self.journal.append_encoded, encoded, self.clock.now_ns())
-        except (sqlite3.OperationalError, OSError) as exc:
-            self.write_errors += 1
-            if not self._failing:
-                log.error("store write failed (%s); keeping %d alerts, retrying", exc, len(rows))
-                self._failing = True
-            self._pending, self._encoded = rows + self._pending, encoded + self._encoded
-            await self.flush()
-            return
-        self._committed(rows, seq)
 
     async def flush(self) -> None:
         """Append the pending batch; on failure keep it and retry after a pause."""

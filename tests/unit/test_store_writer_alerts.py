@@ -1,5 +1,6 @@
-"""The store writer commits an alert at once, in a transaction of its own; other records wait
-for the batch size or the flush interval. Commit observers see each committed batch."""
+"""The store writer commits a batch holding an alert at once, with the records pending before
+it; other records wait for the batch size or the flush interval. Commit observers see each
+committed batch."""
 
 from __future__ import annotations
 
@@ -34,11 +35,10 @@ async def test_alert_is_committed_without_waiting_for_the_interval(tmp_path: Pat
     task = asyncio.create_task(writer.run())
     await q.put_many([frame(0), score(1), alert(2)])  # far from batch_max, far from the interval
     await asyncio.wait_for(done.wait(), 60)  # a hang guard: without the rule it never commits
-    assert commits == [["alert"]]  # alone, ahead of the records pending before it
+    assert commits == [["feature", "score", "alert"]]  # with what came before, in order
     assert j.count("alert") == 1
-    assert j.count("feature") == 0
+    assert j.count("feature") == 1
     await q.close()
     await task
-    assert commits == [["alert"], ["feature", "score"]]  # the rest at close, in order
-    assert j.count("feature") == 1
+    assert commits == [["feature", "score", "alert"]]  # nothing left for the close
     writer.close()
