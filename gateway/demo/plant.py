@@ -72,16 +72,22 @@ def acceleration_for(failure_after_s: float) -> float:
     return outer_race_fault().failure_s / failure_after_s
 
 
-def demo_machines() -> list[DemoMachine]:
-    """The plant: a healthy pump, a healthy fan, a motor-driven pump whose outer race fails."""
+def model_base_spec() -> MachineSpec:
+    """A machine with one vibration channel at ``FS``, its sensor noise scaled from the rate the
+    shipped models were trained at, and the healthy scenario's speed variation."""
     healthy = load_scenario("healthy").machine
-    base = MachineSpec(
+    return MachineSpec(
         vibration_channels=1,
         vibration_rate_hz=FS,
         acoustic_rate_hz=0.0,
         noise_g=MachineSpec.noise_g * math.sqrt(FS / TRAINING_FS),
         speed_variation=healthy.speed_variation or 0.0,
     )
+
+
+def demo_machines() -> list[DemoMachine]:
+    """The plant: a healthy pump, a healthy fan, a motor-driven pump whose outer race fails."""
+    base = model_base_spec()
     return [
         DemoMachine(
             "pump1",

@@ -5,11 +5,10 @@ seconds after the start). Shared by the test and the process that simulates the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
-from gateway.demo.plant import FS, TRAINING_FS, DemoMachine
-from simulators.machine import Machine, MachineSnapshot, MachineSpec
+from gateway.demo.plant import DemoMachine, model_base_spec
+from simulators.machine import Machine, MachineSnapshot
 from simulators.plant import Publisher
 from simulators.scenario import DAY_S, load_scenario
 
@@ -57,14 +56,7 @@ class Served:
 
 
 def machines() -> tuple[list[DemoMachine], list[Machine]]:
-    healthy = load_scenario("healthy").machine
-    base = MachineSpec(
-        vibration_channels=1,
-        vibration_rate_hz=FS,
-        acoustic_rate_hz=0.0,
-        noise_g=MachineSpec.noise_g * math.sqrt(FS / TRAINING_FS),
-        speed_variation=healthy.speed_variation or 0.0,
-    )
+    base = model_base_spec()
     demo: list[DemoMachine] = []
     sims: list[Machine] = []
     for i, (asset, cls, scenario) in enumerate(PLANT + OPCUA_PLANT):
