@@ -9,6 +9,7 @@ snapshots. Everything runs on the event loop and costs one array copy per block.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -87,3 +88,9 @@ class TappedQueue(BoundedQueue[SampleBlock | Reading]):
     async def put(self, item: SampleBlock | Reading) -> bool:
         self.tap(item)
         return await super().put(item)
+
+    async def put_many(self, items: Iterable[SampleBlock | Reading]) -> int:
+        items = list(items)
+        for item in items:
+            self.tap(item)
+        return await super().put_many(items)

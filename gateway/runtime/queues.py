@@ -80,8 +80,8 @@ class BoundedQueue(Generic[T]):
     async def put_many(self, items: Iterable[T]) -> int:
         """Enqueue ``items`` in order, as ``put`` would one by one but waking getters once per
         chunk that fits; returns how many items the policy discarded (these or older ones)."""
-        if self.policy != "block":
-            return sum([not await self.put(it) for it in items])
+        if self.policy != "block":  # (this class's put: a subclass's put_many does its part)
+            return sum([not await BoundedQueue.put(self, it) for it in items])
         pending = list(items)
         start = 0
         while start < len(pending):

@@ -17,7 +17,7 @@ from gateway.core.records import (
 )
 from gateway.forwarding.config import ForwardingConfig
 from gateway.forwarding.hub import ForwardingHub
-from gateway.forwarding.ring import TappedQueue
+from gateway.forwarding.ring import RawTap, TappedQueue
 from gateway.forwarding.snapshot import decode_channel
 
 T0 = 1_700_000_000_000_000_000
@@ -106,3 +106,13 @@ async def test_snapshots_on_alert_and_in_the_ambiguous_band(dtype: str) -> None:
     np.testing.assert_allclose(got, want, atol=tol * 1.01)
     assert len(ch["data"]) < 500 * 4  # compressed (base64 included)
     assert h.snapshots.captured == {"m1": 2}
+
+
+@pytest.mark.parametrize("policy", ["block", "drop_oldest"])
+async def test_a_batch_put_is_tapped_once_per_item(policy: str) -> None:
+    tap = RawTap({"m1_vib": "m1", "m1_temp": "m1"}, 2.0, {"m1_vib"})
+    q = TappedQueue("samples", 1000, policy, tap)  # type: ignore[arg-type]
+    blocks = [SampleBlock("m1_vib", T0, 0, FS, signal(100, k * 100), k * 100) for k in range(3)]
+    await q.put_many([*blocks, Reading("m1_temp", T0, T0, 40.0)])
+    assert tap.collected_bytes == {"m1": 3 * 400 + 8}
+    assert len(q) == 4
