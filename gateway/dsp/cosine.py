@@ -20,11 +20,13 @@ MAX_TAPS = 8  #: longest cosine sum handled here (flat top has 4)
 
 
 class CosineWindowing:
-    """Turns a batch of one-sided spectra ``rfft(x)`` (k, N//2 + 1) into ``rfft(x * w)``.
+    """Turns a batch of one-sided spectra ``rfft(x)`` (k, N//2 + 1) into ``rfft(x * w) / gain``.
 
     ``taps[j]`` (j = 0..J) is the window's DFT coefficient ``W[j] / N``, real and symmetric.
     Bins whose neighbours fall off either end of the one-sided spectrum take them from its
-    conjugate symmetry (``X[-j] = conj(X[j])``, ``X[N - j] = conj(X[j])``).
+    conjugate symmetry (``X[-j] = conj(X[j])``, ``X[N - j] = conj(X[j])``). ``gain`` is a real
+    constant of the window (its first side tap for three-tap windows, else 1) left out of the
+    result, which saves a pass: callers fold it into their scale factors.
     """
 
     def __init__(self, taps: npt.NDArray[np.floating[Any]], n: int) -> None:
@@ -43,8 +45,12 @@ class CosineWindowing:
                 src[r, c], conj[r, c] = (i, False) if i < f else (n - i, True)
         self.edges = np.array(edges, dtype=np.int64)
         self.edge_src, self.edge_conj = src, conj
+        #: three-tap windows come out divided by their side tap; Hann (h0 = -2 h1) is then the
+        #: second difference of the spectrum, two passes
+        self.gain = float(self.taps[1]) if j == 1 else 1.0
+        self.second_difference = j == 1 and self.taps[0] == -2 * self.taps[1]
         sym = [*self.taps[:0:-1], *self.taps]
-        self.edge_taps = np.array(sym, dtype=np.complex64)
+        self.edge_taps = np.array(sym, dtype=np.complex64) / np.float32(self.gain)
 
     @classmethod
     def for_window(cls, w: npt.NDArray[np.floating[Any]]) -> CosineWindowing | None:
@@ -67,21 +73,23 @@ class CosineWindowing:
         return cls(taps, n)
 
     def apply(self, raw: C64, out: C64, tmp: F32 | None) -> C64:
-        """Write the windowed spectrum of ``raw`` (k, F) complex64 into ``out`` (k, F)
-        complex64 and return it; ``tmp`` is scratch of at least (k, 2F) float32, needed only
-        for windows of more than three taps (``j > 1``). For the
-        rectangular window (no side taps) ``raw`` itself is returned."""
+        """Write the windowed spectrum of ``raw`` (k, F) complex64, divided by ``gain``, into
+        ``out`` (k, F) complex64 and return it; ``tmp`` is scratch of at least (k, 2F)
+        float32, needed for Hann and for windows of more than three taps. For the rectangular
+        window (no side taps) ``raw`` itself is returned."""
         if self.j == 0 and self.taps[0] == 1.0:
             return raw
         f = self.f
         r = raw.view(np.float32)  # (k, 2F): re, im interleaved, so one bin is two columns
         o = out.view(np.float32)
-        if self.j == 1 and f > 2:  # Hann, Hamming: three in-place passes, no scratch
+        if self.j == 1 and f > 2 and self.second_difference and tmp is not None:
+            d = np.subtract(r[:, 2:], r[:, :-2], out=tmp[:, : 2 * f - 2])  # X[b+1] - X[b]
+            np.subtract(d[:, 2:], d[:, :-2], out=o[:, 2:-2])  # X[b+1] - 2 X[b] + X[b-1]
+        elif self.j == 1 and f > 2:  # Hamming (or Hann without scratch): three passes
             h0, h1 = self.taps
             np.multiply(r, h0 / h1, out=o)
             o[:, 2:-2] += r[:, :-4]
             o[:, 2:-2] += r[:, 4:]
-            o *= h1
         else:
             if tmp is None:
                 raise ValueError("a window of more than three taps needs scratch")

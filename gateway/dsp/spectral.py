@@ -5,15 +5,18 @@ window function, bands, shaft speed, bearing orders): the window's frequency-dom
 frequency axis, the segment tiling behind every band sum, weighting curves, envelope band
 geometry. It is built once per channel configuration (channels with equal settings share one).
 Per batch, ``compute`` costs one ``rfft`` of the windows, the window applied in the frequency
-domain, one ``np.add.reduceat`` for all band sums, a few weighted sums (``einsum``, which stays on
-the calling thread: a BLAS matrix product would start helper threads) and two short FFTs for the
-envelope, all in float32 with float64 only for tiny per-window sums, with no per-sample or
+domain (two passes for Hann), one ``np.add.reduceat`` for all band sums, a few weighted sums
+(``np.vecdot``: one BLAS dot per row, so that a row's result never depends on the rest of the
+batch, as a matrix product's blocking would make it) and two short FFTs for the envelope, all
+in float32 with float64 only for tiny per-window sums, with no per-sample or
 per-window Python. Work buffers are kept per batch size and reused; results never alias them.
 
 Scaling conventions (``N`` window length, ``w`` window, ``X = rfft(x * w)``):
 - amplitude spectrum ``A = 2 |X| / sum(w)``: a sine of amplitude ``a`` shows a peak ``a``;
 - power spectrum ``P = c |X|^2 / (N sum(w^2))`` with ``c = 2`` except at DC and Nyquist, so
   ``sum(P) = sum((x w)^2) / sum(w^2)`` (Parseval) and a band's sum is its mean-square share.
+The windowed spectrum is computed divided by the windowing's ``gain``; the plan's scales
+(``power_scale``, ``amp_scale`` and the weights derived from them) include it.
 """
 
 from __future__ import annotations
@@ -158,9 +161,11 @@ class SpectralPlan:
         c[0] = 1.0
         if n % 2 == 0:
             c[-1] = 1.0
-        ps = c / (n * float(np.sum(self.w.astype(np.float64) ** 2)))
+        # the windowed spectrum comes out divided by the windowing's gain: folded in here
+        gain = abs(self.windowing.gain) if self.windowing is not None else 1.0
+        ps = c * gain**2 / (n * float(np.sum(self.w.astype(np.float64) ** 2)))
         self.power_scale = ps.astype(np.float32)
-        self.amp_scale = np.float32(2.0 / float(np.sum(self.w)))
+        self.amp_scale = np.float32(2.0 * gain / float(np.sum(self.w)))
         if not self.bands:
             self.bands = log_bands(fs)
         lo, hi = self.velocity_band
@@ -331,10 +336,8 @@ class SpectralPlan:
             features.time_domain(x, time_domain, mean=mean, work=td)
         if self.windowing is None:
             spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
-        elif self.windowing.j > 1:
-            spec = self.windowing.apply(raw, spec_buf, wk.tmp(k))
-        else:
-            spec = self.windowing.apply(raw, spec_buf, None)
+        else:  # divided by the windowing's gain, which the scales include
+            spec = self.windowing.apply(raw, spec_buf, wk.tmp(k) if self.windowing.j else None)
         np.abs(spec, out=mag2)
         np.square(mag2, out=mag2)
         cum = self._cum(mag2)
@@ -348,7 +351,7 @@ class SpectralPlan:
             col += v2.shape[1]
 
         put(cum[:, self.band_runs[:, 1]] - cum[:, self.band_runs[:, 0]])
-        cnum = np.einsum("ij,j->i", mag2, self.centroid_w)
+        cnum = np.vecdot(mag2, self.centroid_w)
         put(np.divide(cnum, total, out=np.zeros(k), where=total > 0).astype(np.float32))
         dc = mag2[:, 0].copy()
         mag2[:, 0] = -1.0  # the dominant line is never DC
@@ -358,8 +361,8 @@ class SpectralPlan:
         put(np.sqrt(mag2[np.arange(k), dom]) * self.amp_scale)
         if self.kind == "vibration":
             band = mag2[:, self.vel_lo : self.vel_hi]
-            put(np.sqrt(np.einsum("ij,j->i", band, self.vel_w)))
-            put(np.float32(2 * math.sqrt(2)) * np.sqrt(np.einsum("ij,j->i", band, self.disp_w)))
+            put(np.sqrt(np.vecdot(band, self.vel_w)))
+            put(np.float32(2 * math.sqrt(2)) * np.sqrt(np.vecdot(band, self.disp_w)))
             if self.has_speed:
                 put(np.sqrt(self._peaks(mag2, shaft, ORDER_MULTIPLES)) * self.amp_scale)
             # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
@@ -370,7 +373,7 @@ class SpectralPlan:
                 put(self._peaks(env_amp, shaft, self.bearing_multiples))
         else:
             with np.errstate(divide="ignore"):
-                pa = np.einsum("ij,j->i", mag2, self.a_w).astype(np.float64)
+                pa = np.vecdot(mag2, self.a_w).astype(np.float64)
                 put(10 * np.log10(pa / P_REF_PA**2))
                 third = cum[:, self.third_runs[:, 1]] - cum[:, self.third_runs[:, 0]]
                 put(10 * np.log10(third / P_REF_PA**2))
@@ -472,7 +475,7 @@ class SpectralPlan:
         env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))
         env *= np.float32(2.0 / self.n)
         env -= env.mean(axis=1, keepdims=True)
-        env_rms = np.sqrt(np.einsum("ij,ij->i", env, env) / np.float32(self.env_m))
+        env_rms = np.sqrt(np.vecdot(env, env) / np.float32(self.env_m))
         env *= self.env_w
         amp = np.abs(scipy.fft.rfft(env, axis=1, workers=1))
         amp *= self.env_amp_scale

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.runtime.threads import limit_native_threads
+
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
+
+# as in the gateway process: numeric work one thread per stage (BLAS pools pinned to one)
+limit_native_threads()
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,12 @@ def test_time_domain_features_of_a_sine() -> None:
     x = (2.0 * np.sin(2 * np.pi * 32 * t) + 0.5)[None, :]
     f = dict(zip([n for n, _ in F.TIME_DOMAIN], F.time_domain(x)[0], strict=True))
     assert f["mean"] == pytest.approx(0.5, abs=1e-9)
-    assert f["rms"] == pytest.approx(np.sqrt(2.0**2 / 2 + 0.25), rel=1e-9)
+    # float32 features: within a few float32 roundings
+    assert f["rms"] == pytest.approx(np.sqrt(2.0**2 / 2 + 0.25), rel=1e-6)
     assert f["peak"] == pytest.approx(2.5, rel=1e-3)
     assert f["peak_to_peak"] == pytest.approx(4.0, rel=1e-3)
     assert f["kurtosis"] == pytest.approx(1.5, rel=1e-5)  # sine: 3/2 (float32 features)
-    assert f["skewness"] == pytest.approx(0.0, abs=1e-9)
+    assert f["skewness"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_time_domain_features_of_noise_and_constants() -> None:
