@@ -50,6 +50,8 @@ class Framer:
         self._fs = 0.0
         self._quality = Quality.GOOD
         self.gaps = 0
+        #: (windows per push, sample rate) -> start offsets of those windows (ns, samples)
+        self._offsets: dict[tuple[int, float], tuple[npt.NDArray[np.int64], ...]] = {}
 
     def reset(self) -> None:
         self._start = self._n = 0
@@ -93,13 +95,15 @@ class Framer:
             (k, self.window), np.float32, self._mem, strides=(self.hop * item, item)
         )
         view.flags.writeable = False
-        t0, seq0, hop, fs = self._buf_ts_ns, self._buf_seq, self.hop, self._fs
+        fs = self._fs
+        offsets = self._offsets.get((k, fs))
+        if offsets is None:  # window starts after the first, in ns and in samples
+            ns = np.array([round(i * self.hop / fs * 1e9) for i in range(k)], np.int64)
+            offsets = self._offsets[(k, fs)] = (ns, np.arange(0, k * self.hop, self.hop))
+            if len(self._offsets) > 16:  # a rate or block size that changes: keep a few
+                self._offsets = {(k, fs): offsets}
         out = Windows(
-            data=view,
-            start_ts_ns=np.array([t0 + round(i * hop / fs * 1e9) for i in range(k)], np.int64),
-            start_seq=np.arange(seq0, seq0 + k * hop, hop, dtype=np.int64),
-            sample_rate_hz=fs,
-            quality=self._quality,
+            view, offsets[0] + self._buf_ts_ns, offsets[1] + self._buf_seq, fs, self._quality
         )
         consumed = k * self.hop
         self._start, self._n = consumed, n - consumed
