@@ -10,7 +10,8 @@ records (features, scores) go in batches of ``batch_size`` points, or when ``flu
 passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token
 bucket), which bounds the catch-up rate after an outage.
 
-Throughput: each batch is one range read of its lane; the journal's thread reads, encodes and
+Throughput: each batch is one range read of its lane, its records encoded from their stored
+JSON text (``stored_line``: payloads are not decoded); the journal's thread reads, encodes and
 compresses the next full bulk batch while the current one is in flight (one ahead; a cursor
 advances only past a batch the server accepted, in order), and a partial batch waiting to fill is
 continued with the records appended since instead of being read and encoded again.

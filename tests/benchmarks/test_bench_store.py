@@ -20,7 +20,7 @@
    Server ceiling, the baseline of the drain: the backlog's request bodies, made beforehand by
    the forwarder's own encoding (same selection, line protocol, batches and gzip), POSTed by a
    bare aiohttp client to the same endpoint as fast as the server takes them, with 1 and with 2
-   requests in flight (the faster is kept), after each drain run and timed the same way: the
+   requests in flight (the faster median is kept), after each drain run, timed the same way: the
    most any client can drain on this machine. The server's CPU time (``/proc/<pid>/stat``) over
    the same spans gives its CPU per record, and from it the most the server alone could take
    with every core of the machine.
