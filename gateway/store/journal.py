@@ -91,6 +91,9 @@ _PRIO_SQL = ",".join(f"'{k}'" for k in PRIORITY_KINDS)
 
 #: (kind, ts_ns, asset, channel, model_version, payload JSON): a row as stored
 EncodedRow = tuple[str, int, str, str, str, str]
+#: (seq, kind, ts_ns, asset, channel, model_version, payload JSON as UTF-8 bytes): a stored record
+StoredRow = tuple[int, str, int, str, str, str, bytes]
+_STORED_COLS = "seq, kind, ts_ns, asset, channel, model_version, CAST(payload AS BLOB)"
 
 
 def encode_payload(payload: dict[str, object]) -> str:
@@ -267,6 +270,22 @@ class Journal:
             f"SELECT {_COLS} FROM records WHERE {where} ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()
         return [_row(t) for t in rows]
+
+    def read_stored(
+        self, sink: str, limit: int, lane: str = "bulk", after: int | None = None
+    ) -> list[StoredRow]:
+        """``read`` without decoding the payloads: each record as stored, its payload the UTF-8
+        bytes of its JSON text (for encoders that work on the text, like the uplink's)."""
+        if after is None:
+            after = self.cursor(sink, lane)
+        if lane == "priority":
+            where = f"kind IN ({_PRIO_SQL}) AND seq > ?"
+        else:
+            where = f"seq > ? AND kind NOT IN ({_PRIO_SQL})"
+        return self._db.execute(
+            f"SELECT {_STORED_COLS} FROM records WHERE {where} ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
 
     def ack(self, sink: str, seq: int, lane: str = "bulk") -> None:
         """Advance ``sink``'s cursor for ``lane`` to ``seq`` (never backwards)."""

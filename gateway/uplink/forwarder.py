@@ -10,7 +10,8 @@ records (features, scores) go in batches of ``batch_size`` points, or when ``flu
 passed since a partial batch was first seen. Sending is paced to ``max_points_per_s`` (token
 bucket), which bounds the catch-up rate after an outage.
 
-Throughput: each batch is one range read of its lane; the journal's thread reads, encodes and
+Throughput: each batch is one range read of its lane, its records encoded from their stored
+JSON text (``stored_line``: payloads are not decoded); the journal's thread reads, encodes and
 compresses the next full bulk batch while the current one is in flight (one ahead; a cursor
 advances only past a batch the server accepted, in order), and a partial batch waiting to fill is
 continued with the records appended since instead of being read and encoded again.
@@ -50,7 +51,7 @@ from gateway.store.access import JournalAccess
 from gateway.store.journal import Journal, Row
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.influx import InfluxSink, SinkDown, SinkRejected, SinkThrottled
-from gateway.uplink.lineproto import to_line
+from gateway.uplink.lineproto import stored_line
 
 log = logging.getLogger(__name__)
 BACKLOG_REFRESH_S = 1.0  # the backlog count scans the journal: at most this often
@@ -59,7 +60,9 @@ BACKLOG_COST_SHARE = 20
 
 
 #: line placeholder of a record the selector skips (acknowledged, not sent)
-SKIP = ""
+SKIP = b""
+#: the payload of the rows given to the selector (it decides on kind, asset and time)
+_NO_PAYLOAD: dict[str, object] = {}
 
 
 class Ref(NamedTuple):
@@ -75,7 +78,8 @@ class Ref(NamedTuple):
 class Batch:
     """Records read from one lane, in ``seq`` order, prepared for sending.
 
-    ``lines[i]`` is ``rows[i]``'s line, ``SKIP`` (not selected) or ``None`` (unencodable).
+    ``lines[i]`` is ``rows[i]``'s line (UTF-8), ``SKIP`` (not selected) or ``None``
+    (unencodable).
     ``send``/``send_lines`` are the rows to write and their lines; ``body`` is the request body
     of ``send_lines`` when made on the journal's thread (while the previous batch was in
     flight), else ``None``.
@@ -84,9 +88,9 @@ class Batch:
     """
 
     rows: list[Ref]
-    lines: list[str | None]
+    lines: list[bytes | None]
     send: list[Ref] = field(default_factory=list)
-    send_lines: list[str] = field(default_factory=list)
+    send_lines: list[bytes] = field(default_factory=list)
     body: bytes | None = None
     kinds: Counter[str] = field(default_factory=Counter)
     asset_bytes: Counter[str] = field(default_factory=Counter)
@@ -100,7 +104,8 @@ class BulkSelector(Protocol):
     def decide(
         self, journal: Journal, rows: list[Row], now_ns: int
     ) -> tuple[list[Row], list[bool], int | None]:
-        """``(rows decided, send each?, wall time in ns the next row can be decided at)``."""
+        """``(rows decided, send each?, wall time in ns the next row can be decided at)``; the
+        rows decided are a prefix of ``rows``. The rows' payloads are not given (empty)."""
         ...
 
 
@@ -208,34 +213,39 @@ class InfluxForwarder:
 
     def _read_encode(self, lane: str, after: int | None, prior: Batch | None) -> Batch:
         limit = self.cfg.batch_size - (len(prior.rows) if prior is not None else 0)
-        rows = self.access.journal.read(self.cfg.name, limit, lane, after) if limit > 0 else []
+        journal = self.access.journal
+        rows = journal.read_stored(self.cfg.name, limit, lane, after) if limit > 0 else []
         keep: list[bool] | None = None
         if lane == "bulk" and self.selector is not None:
-            rows, keep, self._decide_at = self.selector.decide(
-                self.access.journal, rows, self.clock.now_ns()
+            decided, keep, self._decide_at = self.selector.decide(
+                journal,
+                [Row(k, ts, a, c, _NO_PAYLOAD, m, q) for q, k, ts, a, c, m, _ in rows],
+                self.clock.now_ns(),
             )
-        refs = [Ref(r.seq, r.kind, r.asset) for r in rows]
+            rows = rows[: len(decided)]
+        refs = [Ref(t[0], t[1], t[3]) for t in rows]
         b = Batch(refs, []) if prior is None else prior
         if prior is not None:
             b.rows = prior.rows + refs
             b.body = None
         lines, send, send_lines = b.lines, b.send, b.send_lines
         kinds, asset_bytes = b.kinds, b.asset_bytes
-        for i, r in enumerate(rows):
+        for i, t in enumerate(rows):
+            ref = refs[i]
             if keep is not None and not keep[i]:
                 lines.append(SKIP)
-                b.skipped_by_asset[r.asset] += 1
+                b.skipped_by_asset[ref.asset] += 1
                 continue
             try:
-                line = to_line(r)
+                line = stored_line(t)
             except ValueError:
                 lines.append(None)
                 continue
             lines.append(line)
-            send.append(refs[i])
+            send.append(ref)
             send_lines.append(line)
-            kinds[r.kind] += 1
-            asset_bytes[r.asset] += len(line) + 1
+            kinds[ref.kind] += 1
+            asset_bytes[ref.asset] += len(line) + 1
         if send_lines and (lane == "priority" or len(b.rows) >= self.cfg.batch_size):
             b.body = self.sink.body(send_lines)  # (a partial bulk batch may wait: made if sent)
         return b
@@ -357,7 +367,7 @@ class InfluxForwarder:
             self._bulk_cursor = max(self._bulk_cursor, rows[-1].seq)
 
     async def _send(
-        self, rows: Sequence[Ref], lines: Sequence[str], lane: str, whole: Batch | None = None
+        self, rows: Sequence[Ref], lines: Sequence[bytes], lane: str, whole: Batch | None = None
     ) -> None:
         """Write until accepted; a rejected batch is bisected down to the offending records.
         While a bulk batch waits to be retried, alerts that arrived meanwhile go first.

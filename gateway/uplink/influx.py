@@ -1,6 +1,7 @@
 """One InfluxDB v2 write endpoint, with its failures classified.
 
-``InfluxSink.write(lines)`` returns when the server accepted every line, else raises:
+``InfluxSink.write(lines)`` (line protocol, UTF-8) returns when the server accepted every line,
+else raises:
 - ``SinkDown``: network errors, timeouts, 5xx, and 401/403/404 (a wrong token or bucket is not
   the data's fault): keep the batch, retry with backoff.
 - ``SinkThrottled``: 429 or 503; ``retry_after_s`` is the server's Retry-After (``None`` when it
@@ -101,15 +102,15 @@ class InfluxSink:
             client, self._client, self._service = self._client, None, None
             await client.close()  # type: ignore[no-untyped-call]
 
-    def body(self, lines: Sequence[str]) -> bytes:
+    def body(self, lines: Sequence[bytes]) -> bytes:
         """The request body of ``lines`` (gzip-compressed when configured). Pure and thread-safe:
         the forwarder prepares the next batch's body on another thread."""
-        data = "\n".join(lines).encode()
+        data = b"\n".join(lines)
         if self.cfg.gzip:  # (wbits 31: a gzip stream; zlib releases the GIL while compressing)
             return zlib.compress(data, GZIP_LEVEL, wbits=31)
         return data
 
-    async def write(self, lines: Sequence[str], now_s: float, body: bytes | None = None) -> None:
+    async def write(self, lines: Sequence[bytes], now_s: float, body: bytes | None = None) -> None:
         """Write ``lines`` (nanosecond timestamps); ``body`` is ``body(lines)`` when already
         made. ``now_s`` (wall time) reads HTTP dates."""
         if self._service is None:

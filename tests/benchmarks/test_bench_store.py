@@ -17,6 +17,13 @@
    to the last; the gateway process's CPU time over the same span is reported as CPU per record
    and as a fraction of one core (the wall rate also depends on the server, which shares the
    machine). Goal: >= 20x (median of three runs; the range is printed).
+   Server ceiling, the baseline of the drain: the backlog's request bodies, made beforehand by
+   the forwarder's own encoding (same selection, line protocol, batches and gzip), POSTed by a
+   bare aiohttp client to the same endpoint as fast as the server takes them, with 1 and with 2
+   requests in flight (the faster median is kept), after each drain run, timed the same way: the
+   most any client can drain on this machine. The server's CPU time (``/proc/<pid>/stat``) over
+   the same spans gives its CPU per record, and from it the most the server alone could take
+   with every core of the machine.
 3. Catch-up, measured: the backlog above (an outage of ``backlog / live rate`` seconds) is sent
    while live ingest goes on at the live rate (appended every 100 ms); caught up is when a sent
    batch ends less than a batch (5000 records, under a second of ingest) from the journal's
@@ -30,12 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import aiohttp
 import numpy as np
 from pydantic import SecretStr
 
@@ -187,25 +197,28 @@ def repeated(rows: list[Row], k: int) -> list[Row]:
 
 
 class TimedForwarder(InfluxForwarder):
-    """Marks (wall time, process CPU time, records sent) after each batch; ``caught_up`` is set
-    once a batch ends less than a batch from ``head`` (the journal's last ``seq``, kept by the
-    live ingest)."""
+    """Marks (wall time, process CPU time, records sent, server CPU time) after each batch;
+    ``caught_up`` is set once a batch ends less than a batch from ``head`` (the journal's last
+    ``seq``, kept by the live ingest)."""
 
-    def __init__(self, *args: object, **kw: object) -> None:
+    def __init__(self, *args: object, server_cpu: Callable[[], float], **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
-        self.marks: list[tuple[float, float, int]] = []
+        self.server_cpu = server_cpu
+        self.marks: list[Mark] = []
         self.head = 0
         self.caught_up = asyncio.Event()
 
     async def _deliver(self, *args: Any) -> None:
         await super()._deliver(*args)
-        self.marks.append((time.perf_counter(), time.process_time(), self.sent))
+        self.marks.append(
+            Mark(time.perf_counter(), time.process_time(), self.sent, self.server_cpu())
+        )
         if self.head - self._bulk_cursor < self.cfg.batch_size:
             self.caught_up.set()
 
 
-def forwarder(vm: VictoriaMetrics, access: JournalAccess, name: str) -> TimedForwarder:
-    cfg = InfluxUplinkConfig(
+def uplink_config(vm: VictoriaMetrics, name: str) -> InfluxUplinkConfig:
+    return InfluxUplinkConfig(
         name=name,
         url=vm.url,  # type: ignore[arg-type]
         org="plant",
@@ -214,17 +227,85 @@ def forwarder(vm: VictoriaMetrics, access: JournalAccess, name: str) -> TimedFor
         batch_size=UPLINK_BATCH,
         max_points_per_s=1e9,
     )
-    fwd = TimedForwarder(cfg, access, SystemClock())
+
+
+def forwarder(vm: VictoriaMetrics, access: JournalAccess, name: str) -> TimedForwarder:
+    fwd = TimedForwarder(uplink_config(vm, name), access, SystemClock(), server_cpu=vm.cpu_s)
     fwd.selector = DetailSelector(ForwardingConfig())  # as the gateway installs it
     return fwd
 
 
-def rate_after_warmup(fwd: TimedForwarder) -> tuple[float, float, float]:
-    """(records/s, CPU us per record, CPU fraction of one core) from the end of the warm-up
-    batches to the last batch."""
-    (w0, c0, s0), (w1, c1, s1) = fwd.marks[WARMUP_BATCHES - 1], fwd.marks[-1]
-    n = s1 - s0
-    return n / (w1 - w0), (c1 - c0) / n * 1e6, (c1 - c0) / (w1 - w0)
+class Mark(NamedTuple):
+    """After a batch was accepted: wall time, this process's CPU time, records sent so far, the
+    server's CPU time (seconds)."""
+
+    wall: float
+    cpu: float
+    sent: int
+    server_cpu: float
+
+
+class Rate(NamedTuple):
+    """From the end of the warm-up batches to the last batch: records/s, this process's CPU per
+    record (us) and fraction of one core, the server's CPU per record (us)."""
+
+    rate: float
+    cpu_us: float
+    core: float
+    server_us: float
+
+
+def rate_after_warmup(marks: list[Mark]) -> Rate:
+    m0, m1 = marks[WARMUP_BATCHES - 1], marks[-1]
+    n, dt = m1.sent - m0.sent, m1.wall - m0.wall
+    return Rate(
+        n / dt, (m1.cpu - m0.cpu) / n * 1e6, (m1.cpu - m0.cpu) / dt,
+        (m1.server_cpu - m0.server_cpu) / n * 1e6,
+    )  # fmt: skip
+
+
+async def request_bodies(vm: VictoriaMetrics, access: JournalAccess) -> list[tuple[int, bytes]]:
+    """The request bodies the forwarder sends for the whole backlog (same selection, line
+    protocol, batches and gzip), made once: ``(records, body)`` per batch, in sending order."""
+    fwd = forwarder(vm, access, "bodies")
+    out: list[tuple[int, bytes]] = []
+    for lane in ("priority", "bulk"):
+        after = 0
+        while (b := await access.call(fwd._read_encoded, lane, after)).rows:
+            after = b.rows[-1].seq
+            if b.send_lines:
+                out.append((len(b.send), b.body or fwd.sink.body(b.send_lines)))
+    return out
+
+
+async def post_bodies(
+    vm: VictoriaMetrics, bodies: list[tuple[int, bytes]], in_flight: int
+) -> list[Mark]:
+    """POST ``bodies`` to the server's InfluxDB write endpoint with a bare aiohttp client,
+    ``in_flight`` requests at a time, as fast as it accepts them; a mark after each."""
+    cfg = uplink_config(vm, "ceiling")
+    url = f"{vm.url}/api/v2/write"
+    params = {"org": cfg.org, "bucket": cfg.bucket, "precision": "ns"}
+    headers = {
+        "Authorization": f"Token {cfg.token.get_secret_value()}",
+        "Content-Type": "text/plain; charset=utf-8",
+        "Content-Encoding": "gzip",
+    }
+    todo = iter(bodies)
+    marks: list[Mark] = []
+    sent = 0
+
+    async def worker(s: aiohttp.ClientSession) -> None:
+        nonlocal sent
+        for n, body in todo:  # (one iterator shared by the workers)
+            async with s.post(url, params=params, data=body, headers=headers) as r:
+                assert r.status == 204, await r.text()
+            sent += n
+            marks.append(Mark(time.perf_counter(), time.process_time(), sent, vm.cpu_s()))
+
+    async with aiohttp.ClientSession() as s:
+        await asyncio.gather(*(worker(s) for _ in range(in_flight)))
+    return marks
 
 
 async def live_ingest(
@@ -260,8 +341,11 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
             j.append(rows[i : i + 5000])
     n = j.count()
     access = JournalAccess(j)
-    rates, cpus, fracs = [], [], []
+    drains: list[Rate] = []
+    ceilings: dict[int, list[Rate]] = {1: [], 2: []}
     async with victoria_metrics(tmp_path / "vm") as vm:
+        bodies = await request_bodies(vm, access)
+        assert sum(k for k, _ in bodies) == n
         for run in range(3):  # each run is a new sink, sending everything again
             fwd = forwarder(vm, access, f"run{run}")
             task = asyncio.create_task(fwd.run())
@@ -269,11 +353,17 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             assert fwd.sent == n
-            rate, cpu_us, frac = rate_after_warmup(fwd)
-            print(f"[bench] run {run}: {rate:,.0f} records/s, {cpu_us:.1f} us CPU/record")
-            rates.append(rate)
-            cpus.append(cpu_us)
-            fracs.append(frac)
+            drains.append(r := rate_after_warmup(fwd.marks))
+            print(
+                f"[bench] run {run}: {r.rate:,.0f} records/s, {r.cpu_us:.1f} us CPU/record "
+                f"(server {r.server_us:.1f})"
+            )
+            for in_flight, got in ceilings.items():  # the server ceiling, in the same conditions
+                got.append(c := rate_after_warmup(await post_bodies(vm, bodies, in_flight)))
+                print(
+                    f"[bench]   ceiling, {in_flight} in flight: {c.rate:,.0f} records/s, "
+                    f"client {c.cpu_us:.1f} us CPU/record, server {c.server_us:.1f}"
+                )
         scores = sum(r.kind == "score" for r in live) * REPEATS
         assert len(await vm.values("score_score")) == scores  # re-sent points overwrote
         # catch-up with live ingest going on
@@ -289,10 +379,20 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
         await asyncio.gather(ingest, task, return_exceptions=True)
         assert fwd.sent >= n
     access.close()
-    drain = statistics.median(rates)
-    cpu_us, frac = statistics.median(cpus), statistics.median(fracs)
+
+    def median(rates: list[Rate]) -> Rate:
+        return Rate(*(statistics.median(x) for x in zip(*rates, strict=True)))
+
+    d = median(drains)
+    in_flight, c = max(((k, median(v)) for k, v in ceilings.items()), key=lambda kv: kv[1].rate)
+    # the server's CPU per record varies from run to run with its background merges: the mean
+    server_us = statistics.mean(r.server_us for v in ceilings.values() for r in v)
+    server_us_drain = statistics.mean(r.server_us for r in drains)
+    cores = os.cpu_count() or 1
+    machine = cores * 1e6 / server_us  # the server alone, given every core
     outage_s = n / live_rate
     one_hour_s = catch_up_s * 3600 / outage_s
+    drain, rates = d.rate, [r.rate for r in drains]
     print(
         f"\n[bench] live ingest at {CHANNELS} channels (the pipeline's stored records per second "
         f"of signal): {live_rate:,.0f}/s"
@@ -300,8 +400,15 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
         f"server on the same host): median {drain:,.0f} records/s "
         f"(runs {min(rates):,.0f}..{max(rates):,.0f}) -> ratio {drain / live_rate:.1f}x "
         f"({min(rates) / live_rate:.1f}..{max(rates) / live_rate:.1f}x; goal >= 20x); "
-        f"gateway CPU {cpu_us:.1f} us/record, {frac:.2f} of one core (one core of it drains "
-        f"{1e6 / cpu_us:,.0f}/s: {1e6 / cpu_us / live_rate:.1f}x)"
+        f"gateway CPU {d.cpu_us:.1f} us/record, {d.core:.2f} of one core (one core of it drains "
+        f"{1e6 / d.cpu_us:,.0f}/s: {1e6 / d.cpu_us / live_rate:.1f}x); server CPU "
+        f"{server_us_drain:.1f} us/record"
+        f"\n[bench] server ceiling (the same request bodies made beforehand, POSTed by a bare "
+        f"client, {in_flight} in flight): median {c.rate:,.0f} records/s -> "
+        f"{c.rate / live_rate:.1f}x live; our drain is {drain / c.rate:.2f} of it; client CPU "
+        f"{c.cpu_us:.1f} us/record; server CPU {server_us:.1f} us/record (mean of the runs): "
+        f"given all {cores} cores of this machine the server alone would take at most "
+        f"{machine:,.0f}/s ({machine / live_rate:.1f}x live)"
         f"\n[bench] catch-up after a {outage_s:.0f} s outage with live ingest going on: "
         f"{catch_up_s:.1f} s -> after a one-hour outage (scaled): {one_hour_s / 60:.1f} min"
     )
@@ -310,10 +417,24 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
         "drain to VictoriaMetrics", drain, "records/s", baseline=live_rate, baseline_name=base,
         goal=">= 20x",
     )  # fmt: skip
-    bench.record("drain, gateway CPU per record", cpu_us, "us")
+    bench.record("drain, gateway CPU per record", d.cpu_us, "us")
     bench.record(
-        "drain per core of gateway CPU", 1e6 / cpu_us, "records/s", baseline=live_rate,
+        "drain per core of gateway CPU", 1e6 / d.cpu_us, "records/s", baseline=live_rate,
         baseline_name=base,
+    )  # fmt: skip
+    bench.record(
+        "server ceiling (bare client, bodies made beforehand)", c.rate, "records/s",
+        baseline=live_rate, baseline_name=base,
+    )  # fmt: skip
+    bench.record(
+        "drain to VictoriaMetrics", drain, "records/s", baseline=c.rate,
+        baseline_name="server ceiling",
+    )  # fmt: skip
+    bench.record("server CPU per record at the ceiling", server_us, "us")
+    bench.record("server CPU per record during our drain", server_us_drain, "us")
+    bench.record(
+        f"server alone on all {cores} cores (bound from its CPU per record)", machine,
+        "records/s", baseline=live_rate, baseline_name=base,
     )  # fmt: skip
     bench.record(f"catch-up after a {outage_s:.0f} s outage (measured)", catch_up_s, "s")
     bench.record("catch-up after a one-hour outage (scaled)", one_hour_s / 60, "min")

@@ -10,17 +10,19 @@ import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import SecretStr
 
 from gateway.core.clock import FakeClock
+from gateway.core.records import FeatureFrame
 from gateway.store.access import JournalAccess
 from gateway.store.codec import record_row
-from gateway.store.journal import Journal, Row
+from gateway.store.journal import Journal, Row, StoredRow
 from gateway.uplink import forwarder as forwarder_module
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.forwarder import InfluxForwarder, Ref
-from gateway.uplink.lineproto import to_line
+from gateway.uplink.lineproto import stored_line, to_line
 from tests.uplink.records import STEP_NS, T0, alert, frame
 from tests.uplink.victoria import VictoriaMetrics, victoria_metrics
 
@@ -52,6 +54,11 @@ def feature(i: int, values: dict[str, object]) -> Row:
     return Row("feature", T0 + i * STEP_NS, "m1", "m1_vib", pl)
 
 
+def edge_frame(asset: str, channel: str, v: float) -> FeatureFrame:
+    names = ("x",)
+    return FeatureFrame(asset, channel, T0, T0 + 1, T0 + 2, "v1", names, ("g",), np.array([v]))
+
+
 def test_fast_feature_fields_equal_the_general_encoding() -> None:
     plain = feature(0, {f"f{k}": v for k, v in enumerate(EDGE)})
     # a name to escape, and a null, a bool and a string, take the general path
@@ -75,7 +82,8 @@ def test_fast_feature_fields_equal_the_general_encoding() -> None:
 
 async def test_edge_floats_arrive_as_their_repr_would(vm: VictoriaMetrics, tmp_path: Path) -> None:
     """The server stores what ``repr`` would have written (it keeps about 15 digits: compared
-    with the same values posted as ``repr`` text, one series each)."""
+    with the same values posted as ``repr`` text, one series each), from payloads in the store's
+    own layout (encoded from their JSON text, asset ``text``) and in another (decoded first)."""
     journal = Journal(tmp_path / "j.sqlite", sinks=["influxdb"])
     access = JournalAccess(journal)
     journal.append(
@@ -84,6 +92,7 @@ async def test_edge_floats_arrive_as_their_repr_would(vm: VictoriaMetrics, tmp_p
             for k, v in enumerate(EDGE)
         ]
     )
+    journal.append([record_row(edge_frame("text", f"c{k}", v)) for k, v in enumerate(EDGE)])
     journal.append([record_row(alert(0))])  # (a priority record on the way)
     fwd = InfluxForwarder(cfg(vm.url), access, FakeClock(auto_advance=True))
     task = asyncio.create_task(fwd.run())
@@ -101,6 +110,7 @@ async def test_edge_floats_arrive_as_their_repr_would(vm: VictoriaMetrics, tmp_p
         got.setdefault(labels["asset"], {})[labels["channel"]] = v
     assert len(got["fast"]) == len(EDGE)
     assert got["fast"] == got["repr"]
+    assert got["text"] == got["repr"]
     for k, v in enumerate(EDGE):
         assert math.isclose(got["fast"][f"c{k}"], v, rel_tol=1e-13, abs_tol=1e-300)
 
@@ -112,12 +122,12 @@ async def test_a_partial_batch_waiting_to_fill_is_encoded_once(
     encoded: list[int] = []
     seen = asyncio.Event()
 
-    def counting(r: Row) -> str:
-        encoded.append(r.seq)
+    def counting(t: StoredRow) -> bytes:
+        encoded.append(t[0])
         loop.call_soon_threadsafe(seen.set)
-        return to_line(r)
+        return stored_line(t)
 
-    monkeypatch.setattr(forwarder_module, "to_line", counting)
+    monkeypatch.setattr(forwarder_module, "stored_line", counting)
     clock = FakeClock()
     journal = Journal(tmp_path / "j.sqlite", sinks=["influxdb"])
     access = JournalAccess(journal)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -23,10 +24,20 @@ BINARY = "victoria-metrics"
 
 
 class VictoriaMetrics:
-    def __init__(self, port: int, ca: Path | None = None) -> None:
+    def __init__(self, port: int, ca: Path | None = None, pid: int | None = None) -> None:
         self.port = port
+        self.pid = pid  # the server process (for its CPU time)
         self.url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
         self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system, seconds) the server process has used so far (from
+        ``/proc/<pid>/stat``; the kernel counts it in clock ticks, 10 ms)."""
+        if self.pid is None:
+            raise RuntimeError("the server's process is not known")
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # (after the command name)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl))
@@ -103,7 +114,7 @@ async def victoria_metrics(
         stderr=subprocess.DEVNULL,
     )
     try:
-        vm = VictoriaMetrics(port, tls[0] if tls else None)
+        vm = VictoriaMetrics(port, tls[0] if tls else None, proc.pid)
         async with asyncio.timeout(30):  # a hang guard
             await _wait_healthy(vm, proc)
         yield vm
