@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -89,8 +90,15 @@ _COLS = "seq, kind, ts_ns, asset, channel, model_version, payload"
 _PRIO_SQL = ",".join(f"'{k}'" for k in PRIORITY_KINDS)
 
 
-#: (kind, ts_ns, asset, channel, model_version, payload JSON): a row as stored
-EncodedRow = tuple[str, int, str, str, str, str]
+class EncodedRow(NamedTuple):
+    """A row as stored: its columns in insert order, ``payload`` as its JSON text."""
+
+    kind: str
+    ts_ns: int
+    asset: str
+    channel: str
+    model_version: str
+    payload: str
 
 
 def encode_payload(payload: dict[str, object]) -> str:
@@ -110,7 +118,7 @@ def decode_payload(text: str) -> dict[str, object]:
 def encode_rows(rows: Iterable[Row]) -> list[EncodedRow]:
     """Rows as stored (see ``encode_payload``)."""
     return [
-        (r.kind, r.ts_ns, r.asset, r.channel, r.model_version, encode_payload(r.payload))
+        EncodedRow(r.kind, r.ts_ns, r.asset, r.channel, r.model_version, encode_payload(r.payload))
         for r in rows
     ]
 
