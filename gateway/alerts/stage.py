@@ -153,7 +153,6 @@ class AlertStage:
                             events += self.engine.on_frame(item)
                         else:
                             events += self.engine.on_score(item)
-                    self.engine.baseline.settle()  # the batch's frames, in one go
                     await self._emit(items, events)
         finally:
             ticker.cancel()
