@@ -136,6 +136,10 @@ def _units_json(names: tuple[str, ...], units: tuple[str, ...]) -> orjson.Fragme
     return frag
 
 
+#: ``_new(EncodedRow, columns)`` makes a row without ``EncodedRow.__new__``'s Python call
+_new = tuple.__new__
+
+
 def encode_frame(f: FeatureFrame) -> EncodedRow:
     """``frame_row(f)`` as stored."""
     payload = orjson.dumps(
@@ -148,7 +152,7 @@ def encode_frame(f: FeatureFrame) -> EncodedRow:
             "units": _units_json(f.names, f.units),
         }
     ).decode()
-    return EncodedRow("feature", f.start_ts_ns, f.asset, f.channel, "", payload)
+    return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
 
 
 def encode_score(s: Score) -> EncodedRow:
@@ -161,7 +165,7 @@ def encode_score(s: Score) -> EncodedRow:
             "shadow": s.shadow,
         }
     ).decode()
-    return EncodedRow("score", s.ts_ns, s.asset, s.channel, s.model_version, payload)
+    return _new(EncodedRow, ("score", s.ts_ns, s.asset, s.channel, s.model_version, payload))
 
 
 def encode_records(records: Iterable[StoreRecord]) -> list[EncodedRow]:
