@@ -90,6 +90,13 @@ class BaselineBank:
             return
         self._frames, self._learn = [], []
         slots = self._slots
+        found = [slots.get((f.asset, f.channel)) for f in frames]
+        known = [
+            s for s, f in zip(found, frames, strict=True) if s is not None and s.names is f.names
+        ]
+        if len(known) == len(frames):  # (the usual case: every channel known, same layout)
+            self._apply(frames, learns, known)
+            return
         got: list[_Slot] = []
         start = 0
         for i, f in enumerate(frames):
@@ -118,7 +125,7 @@ class BaselineBank:
         if not frames:
             return
         blk = slots[0].block
-        if all(s.block is blk for s in slots):
+        if len(self._blocks) == 1 or all(s.block is blk for s in slots):
             groups = [(blk, frames, learns, slots)]
         else:  # several layouts: one group per block (each keeps its order)
             by: dict[int, tuple[_Block, list[FeatureFrame], list[bool], list[_Slot]]] = {}
@@ -131,8 +138,10 @@ class BaselineBank:
                 g[3].append(s)
             groups = list(by.values())
         for blk, fs, ls, ss in groups:
-            rows = np.fromiter((s.row for s in ss), dtype=np.int64, count=len(ss))
-            x = np.stack([f.values for f in fs]).astype(np.float64, copy=False)
+            rows = np.array([s.row for s in ss], dtype=np.int64)
+            # (one layout per block: the rows have the block's width)
+            x = np.concatenate([f.values for f in fs]).astype(np.float64, copy=False)
+            x = x.reshape(len(fs), blk.width)
             x[~np.isfinite(x)] = 0.0
             learn = np.array(ls, dtype=bool)
             if len(set(rows.tolist())) == len(ss):
