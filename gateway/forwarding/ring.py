@@ -84,6 +84,12 @@ class RawTap:
             self.ring_channels,
             self.collected_bytes,
         )
+        if not ringed:  # (no snapshots anywhere: bytes counted, nothing kept)
+            for item in items:
+                asset = asset_of.get(item.channel, "")
+                n = item.samples.nbytes if isinstance(item, SampleBlock) else READING_BYTES
+                collected[asset] = collected.get(asset, 0) + n
+            return
         for item in items:
             ch = item.channel
             asset = asset_of.get(ch, "")
