@@ -112,8 +112,8 @@ class StoreWriter:
                 if not self._pending:
                     first_at = loop.time()
                 rows = encode_records(items)
-                if self.deriver is not None:
-                    rows += encode_rows(await self.deriver.derive(items))
+                if self.deriver is not None and (derived := await self.deriver.derive(items)):
+                    rows += encode_rows(derived)
                 self._pending += rows
                 if any(r[0] in PRIORITY_KINDS for r in rows):
                     await self.flush()  # an alert is committed at once, with what came before
