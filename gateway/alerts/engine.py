@@ -302,14 +302,15 @@ class AlertEngine:
         return self._step(name, st, hit, ok, ts)
 
     def _step(self, name: str, st: RuleState, hit: bool, ok: bool, ts: int) -> list[AlertEvent]:
-        r = st.rule
+        # (a history is below its count before each append: every append that reaches it
+        # transitions, and transitions clear both; so only a hit or an ok can reach it)
         if st.active is None:
             st.hits.append(hit)
-            if sum(st.hits) >= r.on_n:
+            if hit and sum(st.hits) >= st.rule.on_n:
                 return self._raise(name, st, ts)
         else:
             st.oks.append(ok)
-            if sum(st.oks) >= r.off_n:
+            if ok and sum(st.oks) >= st.rule.off_n:
                 return self._clear(name, st, ts)
         return []
 
