@@ -7,9 +7,11 @@ then if ``learn`` (the caller passes False while the asset alarms, so a fault is
 normal). The latest window is never part of the baseline it is compared with: ``top`` ranks it
 by ``|z| = |x - mean| / std``. Non-finite feature values count as 0.
 
-Observations are queued and applied in ``settle`` (``top`` settles first), vectorised across
-channels: one set of array operations per feature layout per round, a round holding at most one
-observation per channel (so each channel's observations apply in their order).
+Observations are queued (up to ``MAX_PENDING`` frames, about 1024 windows' worth of memory)
+and applied in ``settle`` (``top`` settles first), vectorised across channels: one set of array
+operations per feature layout per round, a round holding at most one observation per channel (so
+each channel's observations apply in their order). The fewer the settles, the larger the rounds
+and the cheaper each observation: callers need not settle.
 """
 
 from __future__ import annotations
@@ -70,70 +72,109 @@ class BaselineBank:
         self._blocks: dict[int, _Block] = {}
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._by_asset: dict[str, list[str]] = {}
-        self._pending: list[tuple[tuple[str, str], FeatureFrame, bool]] = []
+        self._frames: list[FeatureFrame] = []  # observed, not yet applied
+        self._learn: list[bool] = []  # (their learn flags)
 
     def observe(self, frame: FeatureFrame, learn: bool) -> None:
         """Queue ``frame`` as its channel's latest window (the frame is kept until settled;
         at most ``MAX_PENDING`` are)."""
-        self._pending.append(((frame.asset, frame.channel), frame, learn))
-        if len(self._pending) >= MAX_PENDING:
+        self._frames.append(frame)
+        self._learn.append(learn)
+        if len(self._frames) >= MAX_PENDING:
             self.settle()
 
     def settle(self) -> None:
-        """Apply every queued observation."""
-        pending, self._pending = self._pending, []
-        while pending:
-            seen: set[tuple[str, str]] = set()
-            now: list[tuple[tuple[str, str], FeatureFrame, bool]] = []
-            later: list[tuple[tuple[str, str], FeatureFrame, bool]] = []
-            for p in pending:
-                if p[0] in seen:
-                    later.append(p)
-                else:
-                    seen.add(p[0])
-                    now.append(p)
-            self._round(now)
-            pending = later
-
-    def _round(self, obs: list[tuple[tuple[str, str], FeatureFrame, bool]]) -> None:
-        """Observations of distinct channels."""
-        by_block: dict[int, tuple[_Block, list[int], list[F64], list[bool]]] = {}
-        fresh: list[tuple[_Block, int, F64]] = []
-        for key, frame, learn in obs:
-            x = np.asarray(frame.values, dtype=np.float64)
-            slot = self._slots.get(key)
-            if slot is None or slot.names != frame.names:
-                slot = self._new_slot(key, frame.names, x.shape[0])
-                fresh.append((slot.block, slot.row, x))
+        """Apply every queued observation, in order."""
+        frames, learns = self._frames, self._learn
+        if not frames:
+            return
+        self._frames, self._learn = [], []
+        slots = self._slots
+        found = [slots.get((f.asset, f.channel)) for f in frames]
+        known = [
+            s for s, f in zip(found, frames, strict=True) if s is not None and s.names is f.names
+        ]
+        if len(known) == len(frames):  # (the usual case: every channel known, same layout)
+            self._apply(frames, learns, known)
+            return
+        got: list[_Slot] = []
+        start = 0
+        for i, f in enumerate(frames):
+            s = slots.get((f.asset, f.channel))
+            if s is None or (s.names is not f.names and s.names != f.names):
+                # a new channel or layout: what came before first, then this one afresh
+                self._apply(frames[start:i], learns[start:i], got)
+                got, start = [], i + 1
+                self._fresh((f.asset, f.channel), f)
                 continue
-            got = by_block.get(id(slot.block))
-            if got is None:
-                got = by_block[id(slot.block)] = (slot.block, [], [], [])
-            got[1].append(slot.row)
-            got[2].append(x)
-            got[3].append(learn)
-        for blk, row, x in fresh:
-            x = np.where(np.isfinite(x), x, 0.0)
-            blk.mean[row] = x
-            blk.var[row] = 0.0
-            blk.last[row] = x
-            blk.n[row] = 0
-        a = self.alpha
-        for blk, rows_l, xs, learns in by_block.values():
-            rows = np.array(rows_l, dtype=np.int64)
-            x = np.stack(xs)
+            got.append(s)
+        self._apply(frames[start:], learns[start:], got)
+
+    def _fresh(self, key: tuple[str, str], frame: FeatureFrame) -> None:
+        x = np.asarray(frame.values, dtype=np.float64)
+        slot = self._new_slot(key, frame.names, x.shape[0])
+        blk, row = slot.block, slot.row
+        x = np.where(np.isfinite(x), x, 0.0)
+        blk.mean[row] = x
+        blk.var[row] = 0.0
+        blk.last[row] = x
+        blk.n[row] = 0
+
+    def _apply(self, frames: list[FeatureFrame], learns: list[bool], slots: list[_Slot]) -> None:
+        """Observations of known channels in their layouts (``slots[i]`` is ``frames[i]``'s)."""
+        if not frames:
+            return
+        blk = slots[0].block
+        if len(self._blocks) == 1 or all(s.block is blk for s in slots):
+            groups = [(blk, frames, learns, slots)]
+        else:  # several layouts: one group per block (each keeps its order)
+            by: dict[int, tuple[_Block, list[FeatureFrame], list[bool], list[_Slot]]] = {}
+            for f, flag, s in zip(frames, learns, slots, strict=True):
+                g = by.get(id(s.block))
+                if g is None:
+                    g = by[id(s.block)] = (s.block, [], [], [])
+                g[1].append(f)
+                g[2].append(flag)
+                g[3].append(s)
+            groups = list(by.values())
+        for blk, fs, ls, ss in groups:
+            rows = np.array([s.row for s in ss], dtype=np.int64)
+            # (one layout per block: the rows have the block's width)
+            x = np.concatenate([f.values for f in fs]).astype(np.float64, copy=False)
+            x = x.reshape(len(fs), blk.width)
             x[~np.isfinite(x)] = 0.0
-            lr = rows[np.array(learns, dtype=bool)]
-            if lr.size:
-                first = blk.n[lr] == 0
-                r0, r1 = lr[first], lr[~first]
-                blk.mean[r0] = blk.last[r0]
-                d = blk.last[r1] - blk.mean[r1]
-                ad = d * a
-                blk.mean[r1] += ad
-                blk.var[r1] = (blk.var[r1] + ad * d) * (1.0 - a)
-                blk.n[lr] += 1
-            blk.last[rows] = x
+            learn = np.array(ls, dtype=bool)
+            if len(set(rows.tolist())) == len(ss):
+                self._round(blk, rows, x, learn)
+                continue
+            # a channel observed more than once: rounds of at most one observation per
+            # channel, in order (the k-th observation of every channel in round k)
+            order = np.argsort(rows, kind="stable")
+            sr = rows[order]
+            idx = np.arange(len(ss))
+            head = np.maximum.accumulate(np.where(np.r_[True, sr[1:] != sr[:-1]], idx, 0))
+            occ = np.empty(len(ss), dtype=np.int64)
+            occ[order] = idx - head
+            for k in range(int(occ.max()) + 1):
+                m = occ == k
+                self._round(blk, rows[m], x[m], learn[m])
+
+    def _round(
+        self, blk: _Block, rows: npt.NDArray[np.int64], x: F64, learn: npt.NDArray[np.bool_]
+    ) -> None:
+        """Observations ``x`` of distinct ``rows`` of ``blk``."""
+        a = self.alpha
+        lr = rows[learn]
+        if lr.size:
+            first = blk.n[lr] == 0
+            r0, r1 = lr[first], lr[~first]
+            blk.mean[r0] = blk.last[r0]
+            d = blk.last[r1] - blk.mean[r1]
+            ad = d * a
+            blk.mean[r1] += ad
+            blk.var[r1] = (blk.var[r1] + ad * d) * (1.0 - a)
+            blk.n[lr] += 1
+        blk.last[rows] = x
 
     def _new_slot(self, key: tuple[str, str], names: tuple[str, ...], width: int) -> _Slot:
         blk = self._blocks.get(width)

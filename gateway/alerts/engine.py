@@ -48,8 +48,16 @@ class RuleState:
     prev_value: float | None = None
     last_value: float = float("nan")
     model: tuple[str, str] = ("", "")
-    detail: str = ""
+    #: what the last input showed (``None``: a score rule's ``last_value``, formatted on demand)
+    detail: str | None = ""
     extra: dict[str, float] = field(default_factory=dict)
+
+
+def _detail(st: RuleState) -> str:
+    """``st.detail``, made from the last score if it is not made yet."""
+    if st.detail is None:
+        st.detail = f"score {st.last_value:.3g}"
+    return st.detail
 
 
 def _severity(rule: AlertRule) -> Severity:
@@ -66,12 +74,20 @@ class AlertEngine:
             for name, r in cfg.rules.items()
         }
         self._by_asset: dict[str, list[str]] = {}
-        self._score_rules: dict[str, list[str]] = {}  # by asset
+        #: by asset: (name, state, channel, raise level, clear level) of each score rule
+        self._score_rules: dict[str, list[tuple[str, RuleState, str | None, float, float]]] = {}
         self._frame_rules: dict[str, list[str]] = {}  # by asset: every rule but score rules
+        self._machine: dict[str, list[RuleState]] = {}  # by asset: its machine rules' states
         for name, r in cfg.rules.items():
             self._by_asset.setdefault(r.asset, []).append(name)
-            by = self._score_rules if r.source == "score" else self._frame_rules
-            by.setdefault(r.asset, []).append(name)
+            if r.source == "score":
+                hi, lo = r.levels
+                plan = (name, self.states[name], r.channel, hi, lo)
+                self._score_rules.setdefault(r.asset, []).append(plan)
+            else:
+                self._frame_rules.setdefault(r.asset, []).append(name)
+            if r.category == "machine":
+                self._machine.setdefault(r.asset, []).append(self.states[name])
         self.baseline = BaselineBank(cfg.baseline_alpha, cfg.baseline_min_windows)
         self.models: dict[str, tuple[str, str]] = {}
         self._source_down: set[str] = set()
@@ -100,18 +116,20 @@ class AlertEngine:
     def on_score(self, score: Score) -> list[AlertEvent]:
         if score.shadow:
             return []
-        self.models[score.asset] = (score.model_id, score.model_version)
+        m = self.models.get(score.asset)
+        if m is None or m[0] != score.model_id or m[1] != score.model_version:
+            m = self.models[score.asset] = (score.model_id, score.model_version)
         out: list[AlertEvent] = []
-        for name in self._score_rules.get(score.asset, ()):
-            st = self.states[name]
-            r = st.rule
-            if r.channel is not None and r.channel != score.channel:
+        x = score.score
+        for name, st, channel, hi, lo in self._score_rules.get(score.asset, ()):
+            if channel is not None and channel != score.channel:
                 continue
-            hi, lo = r.levels
-            st.model = (score.model_id, score.model_version)
-            st.last_value = score.score
-            st.detail = f"score {score.score:.3g}"
-            out += self._step(name, st, score.score >= hi, score.score < lo, score.ts_ns)
+            st.model = m
+            st.last_value = x
+            st.detail = None  # ("score <x>", made when needed)
+            ev = self._step(name, st, x >= hi, x < lo, score.ts_ns)
+            if ev:
+                out += ev
         return out
 
     def on_frame(self, frame: FeatureFrame) -> list[AlertEvent]:
@@ -143,8 +161,13 @@ class AlertEngine:
                     f"{iso20816.zone(mc, x)} ({mc}, zone {r.zone} from {hi} mm/s)"
                 )
             out += self._step(name, st, x >= hi, x < lo, ts)
-        if frame.quality == Quality.GOOD and frame.asset in self.assets:
-            self.baseline.observe(frame, learn=self.max_severity(frame.asset) == 0)
+        if frame.quality is Quality.GOOD and frame.asset in self.assets:
+            learn = True  # (not while the asset has an active machine alert)
+            for st in self._machine.get(frame.asset, ()):
+                if st.active is not None:
+                    learn = False
+                    break
+            self.baseline.observe(frame, learn)
         return out
 
     def tick(self, now_ns: int) -> list[AlertEvent]:
@@ -210,7 +233,7 @@ class AlertEngine:
                     "acknowledged_ns": a.acknowledged_ns,
                     "acknowledged_by": a.acknowledged_by,
                     "model": list(st.model),
-                    "detail": st.detail,
+                    "detail": _detail(st),
                 }
         return out
 
@@ -279,14 +302,15 @@ class AlertEngine:
         return self._step(name, st, hit, ok, ts)
 
     def _step(self, name: str, st: RuleState, hit: bool, ok: bool, ts: int) -> list[AlertEvent]:
-        r = st.rule
+        # (a history is below its count before each append: every append that reaches it
+        # transitions, and transitions clear both; so only a hit or an ok can reach it)
         if st.active is None:
             st.hits.append(hit)
-            if sum(st.hits) >= r.on_n:
+            if hit and sum(st.hits) >= st.rule.on_n:
                 return self._raise(name, st, ts)
         else:
             st.oks.append(ok)
-            if sum(st.oks) >= r.off_n:
+            if ok and sum(st.oks) >= st.rule.off_n:
                 return self._clear(name, st, ts)
         return []
 
@@ -299,7 +323,7 @@ class AlertEngine:
         top: tuple[tuple[str, float], ...] = ()
         if st.rule.category == "machine" and self.cfg.top_features:
             top = self.baseline.top(st.rule.asset, self.cfg.top_features)
-        return [self._event(name, st, AlertState.RAISED, ts, f"raised: {st.detail}", top)]
+        return [self._event(name, st, AlertState.RAISED, ts, f"raised: {_detail(st)}", top)]
 
     def _clear(self, name: str, st: RuleState, ts: int) -> list[AlertEvent]:
         assert st.active is not None
@@ -309,7 +333,7 @@ class AlertEngine:
             st,
             AlertState.CLEARED,
             ts,
-            f"cleared{'' if acked else ' unacknowledged'}: {st.detail}",
+            f"cleared{'' if acked else ' unacknowledged'}: {_detail(st)}",
         )
         st.active = None
         st.hits.clear()

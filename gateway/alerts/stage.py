@@ -148,12 +148,11 @@ class AlertStage:
                     return
                 async with self._lock:
                     events: list[AlertEvent] = []
+                    on_frame, on_score = self.engine.on_frame, self.engine.on_score
                     for item in items:
-                        if isinstance(item, FeatureFrame):
-                            events += self.engine.on_frame(item)
-                        else:
-                            events += self.engine.on_score(item)
-                    self.engine.baseline.settle()  # the batch's frames, in one go
+                        ev = on_frame(item) if isinstance(item, FeatureFrame) else on_score(item)
+                        if ev:
+                            events += ev
                     await self._emit(items, events)
         finally:
             ticker.cancel()

@@ -48,12 +48,14 @@ class ForwardingHub:
     async def derive(self, records: Sequence[object]) -> list[Row]:
         """Summaries closed and snapshots triggered by ``records`` (the store writer's batch)."""
         rows: list[Row] = []
-        for r in records:
-            if isinstance(r, FeatureFrame):
-                row = self.summarizer.add(r)
-                if row is not None:
-                    rows.append(row)
-        rows += await self.snapshots.capture(list(records))
+        if self.summarizer.interval_ns:  # (no asset in summary mode: nothing to add up)
+            for r in records:
+                if isinstance(r, FeatureFrame):
+                    row = self.summarizer.add(r)
+                    if row is not None:
+                        rows.append(row)
+        if self.snapshots.any_enabled:
+            rows += await self.snapshots.capture(list(records))
         return rows
 
     def flush(self) -> list[Row]:

@@ -76,6 +76,34 @@ class RawTap:
             n = READING_BYTES
         self.collected_bytes[asset] = self.collected_bytes.get(asset, 0) + n
 
+    def many(self, items: Iterable[SampleBlock | Reading]) -> None:
+        """``self(item)`` for each of ``items``, in order."""
+        asset_of, rings, ringed, collected = (
+            self.asset_of,
+            self.rings,
+            self.ring_channels,
+            self.collected_bytes,
+        )
+        if not ringed:  # (no snapshots anywhere: bytes counted, nothing kept)
+            for item in items:
+                asset = asset_of.get(item.channel, "")
+                n = item.samples.nbytes if isinstance(item, SampleBlock) else READING_BYTES
+                collected[asset] = collected.get(asset, 0) + n
+            return
+        for item in items:
+            ch = item.channel
+            asset = asset_of.get(ch, "")
+            if isinstance(item, SampleBlock):
+                n = item.samples.nbytes
+                ring = rings.get(ch)
+                if ring is None and ch in ringed:
+                    ring = rings[ch] = RawRing(self.ring_s)
+                if ring is not None:
+                    ring.add(item)
+            else:
+                n = READING_BYTES
+            collected[asset] = collected.get(asset, 0) + n
+
 
 class TappedQueue(BoundedQueue[SampleBlock | Reading]):
     """A ``BoundedQueue`` that shows every item it is given to ``tap`` first (items the policy
@@ -91,6 +119,5 @@ class TappedQueue(BoundedQueue[SampleBlock | Reading]):
 
     async def put_many(self, items: Iterable[SampleBlock | Reading]) -> int:
         items = list(items)
-        for item in items:
-            self.tap(item)
+        self.tap.many(items)
         return await super().put_many(items)

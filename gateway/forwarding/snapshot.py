@@ -72,14 +72,29 @@ class SnapshotCapture:
         self._score: dict[str, Score] = {}
         self._last_ambiguous: dict[str, int] = {}
         self.captured: dict[str, int] = {}
+        #: whether any asset can take a snapshot (if none, records need not be looked at)
+        self.any_enabled = cfg.default.snapshot.enabled or any(
+            a.snapshot.enabled for a in cfg.assets.values()
+        )
+        self._enabled: dict[str, bool] = {}  # by asset, filled as assets are seen
+
+    def enabled(self, asset: str) -> bool:
+        """Whether ``asset`` takes snapshots."""
+        got = self._enabled.get(asset)
+        if got is None:
+            got = self._enabled[asset] = self.cfg.for_asset(asset).snapshot.enabled
+        return got
 
     def _trigger(self, r: FeatureFrame | Score | object) -> tuple[str, str, int] | None:
-        """``(asset, trigger, ts_ns)`` if ``r`` triggers a snapshot; keeps context otherwise."""
+        """``(asset, trigger, ts_ns)`` if ``r`` triggers a snapshot; keeps context otherwise
+        (of assets that take snapshots: no other asset's context is ever read)."""
         if isinstance(r, FeatureFrame):
+            if not self.enabled(r.asset):
+                return None
             self._features[(r.asset, r.channel)] = r  # its dict is only built for a snapshot
             return None
         if isinstance(r, Score):
-            if r.shadow:
+            if r.shadow or not self.enabled(r.asset):
                 return None
             self._score[r.asset] = r
             snap = self.cfg.for_asset(r.asset).snapshot
@@ -95,7 +110,7 @@ class SnapshotCapture:
             isinstance(r, AlertEvent)
             and r.category == "machine"
             and r.state is AlertState.RAISED
-            and self.cfg.for_asset(r.asset).snapshot.enabled
+            and self.enabled(r.asset)
         ):
             return r.asset, "alert", r.ts_ns
         return None
@@ -103,6 +118,8 @@ class SnapshotCapture:
     async def capture(self, records: list[object]) -> list[Row]:
         """Snapshot rows for the triggers among ``records`` (in order)."""
         out: list[Row] = []
+        if not self.any_enabled:
+            return out
         for r in records:
             trig = self._trigger(r)
             if trig is not None:

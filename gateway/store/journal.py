@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -89,8 +90,17 @@ _COLS = "seq, kind, ts_ns, asset, channel, model_version, payload"
 _PRIO_SQL = ",".join(f"'{k}'" for k in PRIORITY_KINDS)
 
 
-#: (kind, ts_ns, asset, channel, model_version, payload JSON): a row as stored
-EncodedRow = tuple[str, int, str, str, str, str]
+class EncodedRow(NamedTuple):
+    """A row as stored: its columns in insert order, ``payload`` as its JSON text."""
+
+    kind: str
+    ts_ns: int
+    asset: str
+    channel: str
+    model_version: str
+    payload: str
+
+
 #: (seq, kind, ts_ns, asset, channel, model_version, payload JSON as UTF-8 bytes): a stored record
 StoredRow = tuple[int, str, int, str, str, str, bytes]
 _STORED_COLS = "seq, kind, ts_ns, asset, channel, model_version, CAST(payload AS BLOB)"
@@ -113,7 +123,7 @@ def decode_payload(text: str) -> dict[str, object]:
 def encode_rows(rows: Iterable[Row]) -> list[EncodedRow]:
     """Rows as stored (see ``encode_payload``)."""
     return [
-        (r.kind, r.ts_ns, r.asset, r.channel, r.model_version, encode_payload(r.payload))
+        EncodedRow(r.kind, r.ts_ns, r.asset, r.channel, r.model_version, encode_payload(r.payload))
         for r in rows
     ]
 

@@ -2,15 +2,15 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). Records are encoded as they arrive, so a
-commit only inserts. A batch holding an alert or a sensor event is committed as soon as it is
-taken, with the records pending before it: the journal always holds a prefix of what arrived
-(nothing committed after something that is not). On close it writes
-everything still queued, then returns. A batch that fails to write (a full disk, an I/O error)
-is kept and retried every ``RETRY_S`` seconds; the failure and the recovery are logged once
-each, never dropped.
+journal's thread (fsync never blocks the event loop). Records are encoded as they arrive, on
+the event loop (``codec.encode_records``), so a commit only inserts. A batch holding an alert or
+a sensor event is committed as soon as it is taken, with the records pending before it: the
+journal always holds a prefix of what arrived (nothing committed after something that is not).
+On close it writes everything still queued, then returns. A batch that fails to write (a full
+disk, an I/O error) is kept and retried every ``RETRY_S`` seconds; the failure and the recovery
+are logged once each, never dropped.
 With a ``deriver``, the rows it derives from each batch (and from ``flush`` at close) are
-journaled with the batch.
+journaled with the batch. Commit observers get the committed rows as stored (``EncodedRow``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Protocol
 from gateway.core.clock import Clock
 from gateway.runtime.queues import QueueClosed
 from gateway.store.access import JournalAccess
-from gateway.store.codec import StoreRecord, record_row
+from gateway.store.codec import StoreRecord, encode_records
 from gateway.store.config import StoreConfig
 from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Row, encode_rows
 
@@ -60,8 +60,7 @@ class StoreWriter:
     ) -> None:
         self.cfg, self.access, self.inp, self.clock = cfg, access, inp, clock
         self.journal = access.journal
-        self._pending: list[Row] = []
-        self._encoded: list[EncodedRow] = []  # the pending rows as stored, in the same order
+        self._pending: list[EncodedRow] = []  # taken, not yet committed (as stored, in order)
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
@@ -69,8 +68,9 @@ class StoreWriter:
         self.flushed = asyncio.Event()  # set after every commit (waiters clear it)
         #: when set, rows it derives from each batch are journaled with it
         self.deriver: Deriver | None = None
-        #: called on the event loop with each batch of rows just committed (must not keep it)
-        self.on_commit: list[Callable[[Sequence[Row]], None]] = []
+        #: called on the event loop with each batch of rows just committed, as stored (must
+        #: not keep the sequence)
+        self.on_commit: list[Callable[[Sequence[EncodedRow]], None]] = []
 
     @property
     def pending(self) -> int:
@@ -111,18 +111,18 @@ class StoreWriter:
                     items = await self.inp.get_many(self.cfg.batch_max - len(self._pending))
                 if not self._pending:
                     first_at = loop.time()
-                rows = [record_row(r) for r in items]
-                if self.deriver is not None:
-                    rows += await self.deriver.derive(items)
-                await self._add(rows)
-                if any(r.kind in PRIORITY_KINDS for r in rows):
+                rows = encode_records(items)
+                if self.deriver is not None and (derived := await self.deriver.derive(items)):
+                    rows += encode_rows(derived)
+                self._pending += rows
+                if any(r[0] in PRIORITY_KINDS for r in rows):
                     await self.flush()  # an alert is committed at once, with what came before
                     continue
             except TimeoutError:
                 pass
             except QueueClosed:
                 if self.deriver is not None:
-                    await self._add(self.deriver.flush())
+                    self._pending += encode_rows(self.deriver.flush())
                 await self.flush()
                 return
             if self._pending and (
@@ -131,21 +131,13 @@ class StoreWriter:
             ):
                 await self.flush()
 
-    async def _add(self, rows: list[Row]) -> None:
-        """Take ``rows`` into the pending batch, encoded at once on the journal's thread: a
-        commit then only inserts (an alert's commit does not wait for the encoding of the
-        records pending before it)."""
-        if rows:
-            self._encoded += await self.access.call(encode_rows, rows)
-            self._pending += rows
-
     async def flush(self) -> None:
         """Append the pending batch; on failure keep it and retry after a pause."""
         while self._pending:
-            batch, encoded = self._pending, self._encoded
+            batch = self._pending
             try:
                 seq = await self.access.call(
-                    self.journal.append_encoded, encoded, self.clock.now_ns()
+                    self.journal.append_encoded, batch, self.clock.now_ns()
                 )
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
@@ -156,10 +148,10 @@ class StoreWriter:
                     self._failing = True
                 await self.clock.sleep(RETRY_S)
                 continue
-            self._pending, self._encoded = [], []
+            self._pending = []
             self._committed(batch, seq)
 
-    def _committed(self, batch: list[Row], seq: int) -> None:
+    def _committed(self, batch: list[EncodedRow], seq: int) -> None:
         if self._failing:
             log.info("store writes work again")
             self._failing = False

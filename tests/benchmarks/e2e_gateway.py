@@ -34,7 +34,7 @@ from gateway.core.records import AlertEvent, FeatureFrame, SampleBlock, Score
 from gateway.inference.features import dsp_for
 from gateway.inference.manifest import read_manifest
 from gateway.runtime.pipeline import Pipeline
-from gateway.store.journal import Row
+from gateway.store.journal import EncodedRow
 
 FS = 25_600.0
 BLOCK = 2560  # 0.1 s
@@ -78,7 +78,7 @@ class Delays:
             if isinstance(it, Score) and (d := self.delay(it.ts_ns, it.channel, now)) is not None:
                 self.evaluated.append(d)
 
-    def on_commit(self, rows: Sequence[Row]) -> None:
+    def on_commit(self, rows: Sequence[EncodedRow]) -> None:
         now = time.perf_counter()
         for r in rows:
             if r.kind == "alert" and (d := self.delay(r.ts_ns, r.channel, now)) is not None:

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.alerts.baseline import BaselineBank
+from gateway.alerts.baseline import MAX_PENDING, BaselineBank
 from gateway.core.records import FeatureFrame, Quality
 
 NAMES = {3: ("a", "b", "c"), 2: ("a", "b")}
@@ -89,3 +89,30 @@ def test_top_names_the_deviating_feature_of_the_asset() -> None:
     assert top[0][0] == "y.b"
     assert top[0][1] > 10
     assert all(not name.startswith("m2") for name, _ in top)
+
+
+def test_a_full_queue_settles_by_itself_in_order() -> None:
+    """More observations than the queue holds, never settled by the caller: every channel's
+    observations still apply in their order (several per channel in one settle)."""
+    a = 0.1
+    bank = BaselineBank(a, min_windows=1)
+    rng = np.random.default_rng(7)
+    ref: dict[tuple[str, str], Reference] = {}
+    keys = [("m1", "x"), ("m1", "y"), ("m2", "x"), ("m3", "z"), ("m3", "w")]
+    for i in range(3 * MAX_PENDING + 5):
+        asset, ch = keys[int(rng.integers(len(keys)))]
+        f = frame(asset, ch, list(rng.standard_normal(3)))
+        learn = bool(i % 5)
+        bank.observe(f, learn)
+        r = ref.get((asset, ch))
+        if r is None:
+            ref[(asset, ch)] = Reference(f.names, f.values.copy())
+        else:
+            r.observe(f.names, f.values.copy(), learn, a)
+    assert len(bank._frames) < MAX_PENDING  # (it settled on its own)
+    bank.settle()
+    for key, r in ref.items():
+        slot = bank._slots[key]
+        np.testing.assert_allclose(slot.block.mean[slot.row], r.mean, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(slot.block.var[slot.row], r.var, rtol=1e-12, atol=1e-9)
+        assert slot.block.n[slot.row] == r.n

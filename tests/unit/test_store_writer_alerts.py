@@ -13,7 +13,7 @@ from gateway.runtime.queues import BoundedQueue
 from gateway.store.access import JournalAccess
 from gateway.store.codec import StoreRecord
 from gateway.store.config import StoreConfig
-from gateway.store.journal import Journal, Row
+from gateway.store.journal import EncodedRow, Journal, decode_payload
 from gateway.store.writer import StoreWriter
 from tests.uplink.records import alert, frame, score
 
@@ -25,10 +25,12 @@ async def test_alert_is_committed_without_waiting_for_the_interval(tmp_path: Pat
     # an interval no test waits for: only the alert can make the writer commit
     writer = StoreWriter(StoreConfig(batch_max=1000, flush_interval_s=60), access, q, FakeClock())
     commits: list[list[str]] = []
+    given: list[EncodedRow] = []
     done = asyncio.Event()
 
-    def seen(rows: Sequence[Row]) -> None:
+    def seen(rows: Sequence[EncodedRow]) -> None:
         commits.append([r.kind for r in rows])
+        given.extend(rows)
         done.set()
 
     writer.on_commit.append(seen)
@@ -38,6 +40,12 @@ async def test_alert_is_committed_without_waiting_for_the_interval(tmp_path: Pat
     assert commits == [["feature", "score", "alert"]]  # with what came before, in order
     assert j.count("alert") == 1
     assert j.count("feature") == 1
+    # observers get the rows as stored: what a reader gets back, payload JSON included
+    stored = j.read("t", 10, "bulk") + j.read("t", 10, "priority")
+    assert [(r.kind, r.ts_ns, r.asset, r.channel, r.model_version) for r in stored] == [
+        (r.kind, r.ts_ns, r.asset, r.channel, r.model_version) for r in given
+    ]
+    assert [r.payload for r in stored] == [decode_payload(r.payload) for r in given]
     await q.close()
     await task
     assert commits == [["feature", "score", "alert"]]  # nothing left for the close
