@@ -65,7 +65,7 @@ def time_domain(
     sums = np.empty((5, k), dtype=np.float32)  # sum x^2, x^3, x^4; max; min
     for i in range(0, k, BLOCK):  # a block's samples and squares stay in cache over its sums
         xb = x[i : i + BLOCK]
-        x2 = np.multiply(xb, xb, out=work[i : i + BLOCK])
+        x2 = np.multiply(xb, xb, out=work[: xb.shape[0]])  # the same rows of scratch each block
         # row dot products: one BLAS dot per row, batch-independent
         np.vecdot(xb, xb, out=sums[0, i : i + BLOCK])
         np.vecdot(x2, xb, out=sums[1, i : i + BLOCK])

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
 BATCH = 64
+SCALAR_NAMES = tuple(n for n, _ in F.SCALAR)  #: the names of every scalar channel's frames
 #: units a speed channel may use, as factors to Hz (checked at config load)
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
@@ -125,6 +126,11 @@ class DspProcessor:
         for name, a in assets.items():
             if a.speed_channel:
                 self.speed_of.setdefault(a.speed_channel, []).append(name)
+        #: scalar channel -> its frames' units (one tuple per channel, as the names are one:
+        #: consumers recognise a layout by identity before comparing it)
+        self._scalar_units = {
+            c: F.units_for(F.SCALAR, ch.unit) for c, ch in channels.items() if not ch.is_waveform
+        }
         self.shaft_hz: dict[str, float] = {}  # measured speed per asset
         self._last: dict[str, Reading] = {}
 
@@ -200,7 +206,6 @@ class DspProcessor:
             if r.value > 0:
                 for asset in self.speed_of.get(r.channel, ()):
                     self.shaft_hz[asset] = r.value * SPEED_TO_HZ[self.channels[r.channel].unit]
-        ch = self.channels[r.channel]
         return FeatureFrame(
             self.asset_of[r.channel],
             r.channel,
@@ -208,8 +213,8 @@ class DspProcessor:
             r.source_ts_ns,
             self.now_ns(),
             F.SCHEMA_VERSION,
-            tuple(n for n, _ in F.SCALAR),
-            F.units_for(F.SCALAR, ch.unit),
+            SCALAR_NAMES,
+            self._scalar_units[r.channel],
             np.array([r.value, rate]),
             r.quality,
         )

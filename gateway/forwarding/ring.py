@@ -78,30 +78,14 @@ class RawTap:
 
     def many(self, items: Iterable[SampleBlock | Reading]) -> None:
         """``self(item)`` for each of ``items``, in order."""
-        asset_of, rings, ringed, collected = (
-            self.asset_of,
-            self.rings,
-            self.ring_channels,
-            self.collected_bytes,
-        )
-        if not ringed:  # (no snapshots anywhere: bytes counted, nothing kept)
+        if self.ring_channels:
             for item in items:
-                asset = asset_of.get(item.channel, "")
-                n = item.samples.nbytes if isinstance(item, SampleBlock) else READING_BYTES
-                collected[asset] = collected.get(asset, 0) + n
+                self(item)
             return
-        for item in items:
-            ch = item.channel
-            asset = asset_of.get(ch, "")
-            if isinstance(item, SampleBlock):
-                n = item.samples.nbytes
-                ring = rings.get(ch)
-                if ring is None and ch in ringed:
-                    ring = rings[ch] = RawRing(self.ring_s)
-                if ring is not None:
-                    ring.add(item)
-            else:
-                n = READING_BYTES
+        asset_of, collected = self.asset_of, self.collected_bytes
+        for item in items:  # (no snapshots anywhere: bytes counted, nothing kept)
+            asset = asset_of.get(item.channel, "")
+            n = item.samples.nbytes if isinstance(item, SampleBlock) else READING_BYTES
             collected[asset] = collected.get(asset, 0) + n
 
 

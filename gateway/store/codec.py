@@ -23,34 +23,49 @@ StoreRecord = FeatureFrame | Score | AlertEvent | ActionRecord
 
 
 _QUALITY = {q: q.name.lower() for q in Quality}
-#: the units object of each feature layout, shared by the rows of that layout (rows are not
-#: modified once made; a gateway has a handful of layouts)
-_UNITS: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, str]] = {}
+#: per feature layout (names, units): its units object and that object's JSON, shared by the
+#: rows of that layout (rows are not modified once made); a gateway has a handful of layouts
+_Layout = tuple[dict[str, str], orjson.Fragment]
+_LAYOUTS: dict[tuple[tuple[str, ...], tuple[str, ...]], _Layout] = {}
+_LAYOUTS_MAX = 256  #: layouts made afresh for every frame: start over past this many
 
 
-def _units(names: tuple[str, ...], units: tuple[str, ...]) -> dict[str, str]:
-    got = _UNITS.get((names, units))
+def _layout(names: tuple[str, ...], units: tuple[str, ...]) -> _Layout:
+    got = _LAYOUTS.get((names, units))
     if got is None:
-        got = _UNITS[(names, units)] = dict(zip(names, units, strict=True))
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        obj = dict(zip(names, units, strict=True))
+        got = _LAYOUTS[(names, units)] = (obj, orjson.Fragment(orjson.dumps(obj)))
     return got
+
+
+def _frame_payload(f: FeatureFrame, features: object, units: object) -> dict[str, object]:
+    """The payload of a feature row (one layout for both builders below)."""
+    return {
+        "end_ts_ns": f.end_ts_ns,
+        "gateway_ts_ns": f.gateway_ts_ns,
+        "schema": f.schema_version,
+        "quality": _QUALITY[f.quality],
+        "features": features,
+        "units": units,
+    }
+
+
+def _score_payload(s: Score) -> dict[str, object]:
+    return {
+        "model_id": s.model_id,
+        "score": float(s.score),
+        "threshold": float(s.threshold),
+        "shadow": s.shadow,
+    }
 
 
 def frame_row(f: FeatureFrame) -> Row:
     """A ``FeatureFrame`` as a ``feature`` row at its window start."""
-    return Row(
-        "feature",
-        f.start_ts_ns,
-        f.asset,
-        f.channel,
-        {
-            "end_ts_ns": f.end_ts_ns,
-            "gateway_ts_ns": f.gateway_ts_ns,
-            "schema": f.schema_version,
-            "quality": _QUALITY[f.quality],
-            "features": dict(zip(f.names, np.asarray(f.values).tolist(), strict=True)),
-            "units": _units(f.names, f.units),
-        },
-    )
+    features = dict(zip(f.names, np.asarray(f.values).tolist(), strict=True))
+    payload = _frame_payload(f, features, _layout(f.names, f.units)[0])
+    return Row("feature", f.start_ts_ns, f.asset, f.channel, payload)
 
 
 def score_row(s: Score) -> Row:
@@ -61,12 +76,7 @@ def score_row(s: Score) -> Row:
         asset=s.asset,
         channel=s.channel,
         model_version=s.model_version,
-        payload={
-            "model_id": s.model_id,
-            "score": float(s.score),
-            "threshold": float(s.threshold),
-            "shadow": s.shadow,
-        },
+        payload=_score_payload(s),
     )
 
 
@@ -119,52 +129,20 @@ def record_row(r: StoreRecord) -> Row:
     return alert_row(r)
 
 
-#: the ``units`` JSON of each layout, by the identity of its (names, units) tuples (a stage
-#: reuses its layout's tuples for every frame); each entry keeps its tuples, so ids stay valid
-_UNITS_JSON: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], orjson.Fragment]] = {}
-_UNITS_JSON_MAX = 256
-
-
-def _units_json(names: tuple[str, ...], units: tuple[str, ...]) -> orjson.Fragment:
-    got = _UNITS_JSON.get((id(names), id(units)))
-    if got is not None and got[0] is names and got[1] is units:
-        return got[2]
-    if len(_UNITS_JSON) >= _UNITS_JSON_MAX:  # layouts made afresh per frame: start over
-        _UNITS_JSON.clear()
-    frag = orjson.Fragment(orjson.dumps(_units(names, units)))
-    _UNITS_JSON[(id(names), id(units))] = (names, units, frag)
-    return frag
-
-
 #: ``_new(EncodedRow, columns)`` makes a row without ``EncodedRow.__new__``'s Python call
 _new = tuple.__new__
 
 
 def encode_frame(f: FeatureFrame) -> EncodedRow:
     """``frame_row(f)`` as stored."""
-    payload = orjson.dumps(
-        {
-            "end_ts_ns": f.end_ts_ns,
-            "gateway_ts_ns": f.gateway_ts_ns,
-            "schema": f.schema_version,
-            "quality": _QUALITY[f.quality],
-            "features": dict(zip(f.names, f.values.tolist(), strict=True)),
-            "units": _units_json(f.names, f.units),
-        }
-    ).decode()
+    features = dict(zip(f.names, f.values.tolist(), strict=True))
+    payload = orjson.dumps(_frame_payload(f, features, _layout(f.names, f.units)[1])).decode()
     return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
 
 
 def encode_score(s: Score) -> EncodedRow:
     """``score_row(s)`` as stored."""
-    payload = orjson.dumps(
-        {
-            "model_id": s.model_id,
-            "score": float(s.score),
-            "threshold": float(s.threshold),
-            "shadow": s.shadow,
-        }
-    ).decode()
+    payload = orjson.dumps(_score_payload(s)).decode()
     return _new(EncodedRow, ("score", s.ts_ns, s.asset, s.channel, s.model_version, payload))
 
 

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -270,32 +270,26 @@ class Journal:
     ) -> list[Row]:
         """Up to ``limit`` records of ``lane`` after ``sink``'s cursor for it (or after ``after``),
         in ``seq`` order."""
-        if after is None:
-            after = self.cursor(sink, lane)
-        if lane == "priority":  # (through the partial index: no scan of the bulk backlog)
-            where = f"kind IN ({_PRIO_SQL}) AND seq > ?"
-        else:
-            where = f"seq > ? AND kind NOT IN ({_PRIO_SQL})"
-        rows = self._db.execute(
-            f"SELECT {_COLS} FROM records WHERE {where} ORDER BY seq LIMIT ?", (after, limit)
-        ).fetchall()
-        return [_row(t) for t in rows]
+        return [_row(t) for t in self._select(_COLS, sink, limit, lane, after)]
 
     def read_stored(
         self, sink: str, limit: int, lane: str = "bulk", after: int | None = None
     ) -> list[StoredRow]:
         """``read`` without decoding the payloads: each record as stored, its payload the UTF-8
         bytes of its JSON text (for encoders that work on the text, like the uplink's)."""
+        return self._select(_STORED_COLS, sink, limit, lane, after)
+
+    def _select(self, cols: str, sink: str, limit: int, lane: str, after: int | None) -> list[Any]:
         if after is None:
             after = self.cursor(sink, lane)
-        if lane == "priority":
+        if lane == "priority":  # (through the partial index: no scan of the bulk backlog)
             where = f"kind IN ({_PRIO_SQL}) AND seq > ?"
         else:
             where = f"seq > ? AND kind NOT IN ({_PRIO_SQL})"
-        return self._db.execute(
-            f"SELECT {_STORED_COLS} FROM records WHERE {where} ORDER BY seq LIMIT ?",
-            (after, limit),
+        rows: list[Any] = self._db.execute(
+            f"SELECT {cols} FROM records WHERE {where} ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()
+        return rows
 
     def ack(self, sink: str, seq: int, lane: str = "bulk") -> None:
         """Advance ``sink``'s cursor for ``lane`` to ``seq`` (never backwards)."""

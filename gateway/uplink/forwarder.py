@@ -59,8 +59,6 @@ BACKLOG_REFRESH_S = 1.0  # the backlog count scans the journal: at most this oft
 BACKLOG_COST_SHARE = 20
 
 
-#: line placeholder of a record the selector skips (acknowledged, not sent)
-SKIP = b""
 #: the payload of the rows given to the selector (it decides on kind, asset and time)
 _NO_PAYLOAD: dict[str, object] = {}
 
@@ -78,8 +76,6 @@ class Ref(NamedTuple):
 class Batch:
     """Records read from one lane, in ``seq`` order, prepared for sending.
 
-    ``lines[i]`` is ``rows[i]``'s line (UTF-8), ``SKIP`` (not selected) or ``None``
-    (unencodable).
     ``send``/``send_lines`` are the rows to write and their lines; ``body`` is the request body
     of ``send_lines`` when made on the journal's thread (while the previous batch was in
     flight), else ``None``.
@@ -88,7 +84,6 @@ class Batch:
     """
 
     rows: list[Ref]
-    lines: list[bytes | None]
     send: list[Ref] = field(default_factory=list)
     send_lines: list[bytes] = field(default_factory=list)
     body: bytes | None = None
@@ -200,9 +195,9 @@ class InfluxForwarder:
         partial batch read before, ending at ``after``) only the records after it are read and
         encoded, and the batch returned continues it.
 
-        The cyclic garbage collector is paused meanwhile: the decoded records (thousands of
-        containers, without cycles) are freed by reference counting when this returns, instead
-        of being walked by collections while they live."""
+        The cyclic garbage collector is paused meanwhile: the rows read and the records made for
+        the selector (thousands of containers, without cycles) are freed by reference counting
+        when this returns, instead of being walked by collections while they live."""
         paused = gc.isenabled()
         gc.disable()
         try:
@@ -224,24 +219,21 @@ class InfluxForwarder:
             )
             rows = rows[: len(decided)]
         refs = [Ref(t[0], t[1], t[3]) for t in rows]
-        b = Batch(refs, []) if prior is None else prior
+        b = Batch(refs) if prior is None else prior
         if prior is not None:
             b.rows = prior.rows + refs
             b.body = None
-        lines, send, send_lines = b.lines, b.send, b.send_lines
+        send, send_lines = b.send, b.send_lines
         kinds, asset_bytes = b.kinds, b.asset_bytes
         for i, t in enumerate(rows):
             ref = refs[i]
             if keep is not None and not keep[i]:
-                lines.append(SKIP)
                 b.skipped_by_asset[ref.asset] += 1
                 continue
             try:
                 line = stored_line(t)
-            except ValueError:
-                lines.append(None)
+            except ValueError:  # (unencodable: acknowledged with the batch, never sent)
                 continue
-            lines.append(line)
             send.append(ref)
             send_lines.append(line)
             kinds[ref.kind] += 1

@@ -427,7 +427,7 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
         baseline=live_rate, baseline_name=base,
     )  # fmt: skip
     bench.record(
-        "drain to VictoriaMetrics", drain, "records/s", baseline=c.rate,
+        "drain vs the server ceiling", drain, "records/s", baseline=c.rate,
         baseline_name="server ceiling",
     )  # fmt: skip
     bench.record("server CPU per record at the ceiling", server_us, "us")

@@ -13,8 +13,10 @@ from gateway.core.records import FeatureFrame, Quality
 NAMES = {3: ("a", "b", "c"), 2: ("a", "b")}
 
 
-def frame(asset: str, channel: str, values: list[float]) -> FeatureFrame:
-    names = NAMES[len(values)]
+def frame(asset: str, channel: str, values: list[float], fresh: bool = False) -> FeatureFrame:
+    """A frame of the layout of ``len(values)`` features; ``fresh``: in tuples equal to the
+    shared ones but other objects (a layout rebuilt by its producer)."""
+    names = tuple(list(NAMES[len(values)])) if fresh else NAMES[len(values)]
     return FeatureFrame(
         asset, channel, 0, 1, 0, 1, names, ("g",) * len(names), np.array(values), Quality.GOOD
     )
@@ -46,6 +48,7 @@ observation = st.tuples(
     st.sampled_from([("m1", "x"), ("m1", "y"), ("m2", "x")]),
     st.lists(values, min_size=2, max_size=3),
     st.booleans(),
+    st.booleans(),
 )
 
 
@@ -55,8 +58,8 @@ def test_bank_equals_per_frame_definition(obs: list, settle_every: int) -> None:
     a = 0.2
     bank = BaselineBank(a, min_windows=1)
     ref: dict[tuple[str, str], Reference] = {}
-    for i, ((asset, ch), vals, learn) in enumerate(obs):
-        f = frame(asset, ch, vals)
+    for i, ((asset, ch), vals, learn, fresh) in enumerate(obs):
+        f = frame(asset, ch, vals, fresh)
         bank.observe(f, learn)
         x = np.where(np.isfinite(f.values), f.values, 0.0)
         r = ref.get((asset, ch))

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core.records import FeatureFrame, Quality, Score
-from gateway.store.codec import record_row
+from gateway.store.codec import encode_records, record_row
 from gateway.store.journal import EncodedRow, Journal, Row, StoredRow, decode_payload
 from gateway.uplink import lineproto
 from gateway.uplink.lineproto import stored_line, to_line
@@ -177,3 +179,52 @@ def test_the_store_layouts_are_encoded_without_decoding(
     assert len(decoded) == len(GENERAL) - 1 + len(LEGACY) - 1
     assert '"features":{"x":1e-05}' in "".join(t[6].decode() for t in rows)
     assert not any('"features":{"x":1e-05}' in d for d in decoded)
+
+
+name = st.text(st.sampled_from('abcXYZ09_.- ,="\\é{}:'), min_size=1, max_size=6)
+number = (
+    st.floats(allow_nan=True, allow_infinity=True, width=64)
+    | st.sampled_from(EDGE)
+    | st.integers(-(2**53), 2**53).map(float)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(name, number, min_size=1, max_size=6),
+    st.sampled_from(list(Quality)),
+    name,
+    number,
+    number,
+    st.booleans(),
+    name,
+)
+def test_any_record_the_store_encodes_gives_its_decoded_rows_line(
+    feats: dict[str, float],
+    quality: Quality,
+    channel: str,
+    value: float,
+    threshold: float,
+    shadow: bool,
+    model_id: str,
+) -> None:
+    """Whatever the names, values and strings, a frame and a score as the store writes them
+    (``encode_records``) give the line ``to_line`` gives from their decoded rows."""
+    frame_ = features(1, tuple(feats), list(feats.values()), quality=quality, channel=channel)
+    score_ = scored(2, value, threshold, shadow=shadow, model_id=model_id)
+    for seq, e in enumerate(encode_records([frame_, score_]), 1):
+        t: StoredRow = (
+            seq,
+            e.kind,
+            e.ts_ns,
+            e.asset,
+            e.channel,
+            e.model_version,
+            e.payload.encode(),
+        )
+        want = general(t)
+        if want is None:  # nothing to write (no finite number): refused the same way
+            with pytest.raises(ValueError, match="no field"):
+                stored_line(t)
+        else:
+            assert stored_line(t) == want

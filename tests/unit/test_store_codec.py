@@ -29,7 +29,7 @@ def test_every_record_type_is_stored_as_record_row_stores_it() -> None:
         frame(1),
         frame(2, width=3),
         *(layout_frame(i, names, units) for i in range(3)),
-        layout_frame(4, tuple(names), tuple(units)),  # equal layout, other tuple objects
+        layout_frame(4, tuple(list(names)), tuple(list(units))),  # equal layout, other tuples
         score(3),
         Score("m1", T0, "m", "2", 7.5, 0.5, shadow=True),
         alert(4),
@@ -57,10 +57,10 @@ def test_every_record_type_is_stored_as_record_row_stores_it() -> None:
 def test_layouts_made_afresh_for_every_frame_keep_the_cache_bounded() -> None:
     recs = [
         layout_frame(i, tuple(f"f{k}" for k in range(4)), tuple(f"u{i}" for _ in range(4)))
-        for i in range(3 * codec._UNITS_JSON_MAX)
+        for i in range(3 * codec._LAYOUTS_MAX)
     ]
     got = encode_records(recs)
-    assert len(codec._UNITS_JSON) <= codec._UNITS_JSON_MAX
+    assert len(codec._LAYOUTS) <= codec._LAYOUTS_MAX
     assert [decode_payload(r.payload)["units"] for r in got] == [
         {f"f{k}": f"u{i}" for k in range(4)} for i in range(len(recs))
     ]
