@@ -92,7 +92,7 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
         evaluated, committed = r["evaluated_s"], r["committed_s"]
         assert isinstance(evaluated, list)
         assert isinstance(committed, list)
-        assert len(evaluated) > channels  # every channel's windows were measured
+        assert len(evaluated) > channels // 16  # every device's last channel was measured
         assert len(committed) > 50  # the level rules raised and cleared
         p50, p99 = pct(committed, 50), pct(committed, 99)
         e50, e99 = pct(evaluated, 50), pct(evaluated, 99)
@@ -104,7 +104,8 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
             f"\n[bench] end to end, {channels} ch x 25.6 kHz: {frac:.2f} of one core "
             f"(goal < 0.5 at 256); window-to-alert-committed p50 {p50:.1f} ms p99 {p99:.1f} ms "
             f"over {len(committed)} alerts; window-to-score-evaluated p50 {e50:.1f} ms "
-            f"p99 {e99:.1f} ms over {len(evaluated)} windows; RSS {rss / 2**20:.0f} MiB; "
+            f"p99 {e99:.1f} ms over {len(evaluated)} windows (each device's last channel); "
+            f"RSS {rss / 2**20:.0f} MiB; "
             f"bare durable commit on the same disk p50 {b50:.1f} ms p99 {b99:.1f} ms"
         )
         bench.record(f"CPU, {channels} ch @25.6 kHz", frac, "cores", goal="< 0.5 at 256")
