@@ -70,8 +70,8 @@ def time_domain(
         np.vecdot(xb, xb, out=sums[0, i : i + BLOCK])
         np.vecdot(x2, xb, out=sums[1, i : i + BLOCK])
         np.vecdot(x2, x2, out=sums[2, i : i + BLOCK])
-        np.max(xb, axis=1, out=sums[3, i : i + BLOCK])
-        np.min(xb, axis=1, out=sums[4, i : i + BLOCK])
+        np.maximum.reduce(xb, axis=1, out=sums[3, i : i + BLOCK])  # np.max, less overhead
+        np.minimum.reduce(xb, axis=1, out=sums[4, i : i + BLOCK])
     s2, s3, s4 = sums[:3] / n
     xmax, xmin = sums[3], sums[4]
     mu2 = mean * mean
@@ -87,14 +87,18 @@ def time_domain(
         m2[rows] = np.vecdot(d, d) / n
         m3[rows] = np.vecdot(d2, d) / n
         m4[rows] = np.vecdot(d2, d2) / n
-    rms = np.sqrt(m2 + mu2)
-    peak = np.maximum(np.abs(xmax), np.abs(xmin))
+    # the features as rows of one array (0 where a ratio is undefined), then one transposed
+    # copy into the result
+    cols = np.zeros((len(TIME_DOMAIN), k), dtype=np.result_type(mean, m2, np.float32))
+    cols[0] = mean
+    rms = np.sqrt(m2 + mu2, out=cols[1])
+    peak = np.maximum(np.abs(xmax), np.abs(xmin), out=cols[2])
+    np.subtract(xmax, xmin, out=cols[3])
     tiny = np.float32(1e-12) * np.maximum(np.float32(1.0), mu2)  # m2 below: constant
-    res = np.empty((k, len(TIME_DOMAIN))) if out is None else out
-    res[:, 0], res[:, 1], res[:, 2], res[:, 3] = mean, rms, peak, xmax - xmin
     spread = m2 > tiny
-    zero = np.zeros(k, dtype=np.float32)
-    res[:, 4] = np.divide(peak, rms, out=zero.copy(), where=rms > 0)
-    res[:, 5] = np.divide(m4, m2 * m2, out=zero.copy(), where=spread)
-    res[:, 6] = np.divide(m3, m2**1.5, out=zero, where=spread)
+    np.divide(peak, rms, out=cols[4], where=rms > 0)
+    np.divide(m4, m2 * m2, out=cols[5], where=spread)
+    np.divide(m3, m2**1.5, out=cols[6], where=spread)
+    res = np.empty((k, len(TIME_DOMAIN))) if out is None else out
+    res[...] = cols.T
     return res
