@@ -42,7 +42,8 @@ class Framer:
 
     ``advance`` is the allocation-free step behind ``push``: it returns how many windows the
     block completed and leaves them described by ``buffer``, ``first``, ``first_seq``,
-    ``first_ts_ns``, ``sample_rate_hz`` and ``quality`` until the next call.
+    ``first_ts_ns``, ``offsets_ns``, ``span_ns``, ``sample_rate_hz`` and ``quality`` until
+    the next call.
     """
 
     def __init__(self, window: int, hop: int, capacity: int | None = None) -> None:
@@ -62,40 +63,51 @@ class Framer:
         self.first = 0
         self.first_seq = 0
         self.first_ts_ns = 0
+        self.offsets_ns: list[int] = []  # shared with a cache: never modified
         self.sample_rate_hz = 0.0
+        self.span_ns = 0  #: a window's duration at that rate
         self.quality = Quality.GOOD
         self.gaps = 0
         #: (windows per push, sample rate) -> start offsets of those windows (ns, samples)
         self._offsets: dict[tuple[int, float], tuple[npt.NDArray[np.int64], ...]] = {}
-        #: (windows per push, sample rate) -> start offsets in ns, as ints
-        self._offsets_ns: dict[tuple[int, float], list[int]] = {}
+        #: windows per push -> ``_steps`` at the current sample rate
+        self._step_cache: dict[int, tuple[list[int], int]] = {}
 
     def reset(self) -> None:
         self._start = self._n = 0
 
-    def _append(self, samples: npt.NDArray[np.float32]) -> None:
-        """Copy ``samples`` behind the held ones, first moving those to the front of the
-        buffer (or into a larger one) when there is no room behind them."""
-        start, n, add = self._start, self._n, samples.shape[0]
+    def _make_room(self, add: int) -> None:
+        """Make room for ``add`` samples behind the held ones: move those to the front of the
+        buffer, or into a larger one when they and ``add`` more do not fit in it."""
+        start, n = self._start, self._n
         mem = self.buffer
-        end = start + n
-        if end + add > mem.shape[0]:
-            if n + add > mem.shape[0]:
-                mem = np.empty(max(2 * mem.shape[0], n + add), dtype=np.float32)
-                mem[:n] = self.buffer[start:end]
-                self.buffer = mem
-            elif n:
-                mem[:n] = mem[start:end]  # numpy copies overlapping ranges as if buffered
-            self._start, end = 0, n
-        mem[end : end + add] = samples
-        self._n = n + add
+        if n + add > mem.shape[0]:
+            grown = np.empty(max(2 * mem.shape[0], n + add), dtype=np.float32)
+            grown[:n] = mem[start : start + n]
+            self.buffer = grown
+        elif n:
+            mem[:n] = mem[start : start + n]  # numpy copies overlapping ranges as if buffered
+        self._start = 0
+
+    def _steps(self, k: int) -> tuple[list[int], int]:
+        """For ``k`` windows at the current sample rate: each window's start after the first
+        (ns) and the time ``k`` hops span (ns). Cached per rate."""
+        steps = self._step_cache.get(k)
+        if steps is None:
+            fs, hop = self.sample_rate_hz, self.hop
+            steps = ([round(i * hop / fs * 1e9) for i in range(k)], round(k * hop / fs * 1e9))
+            if len(self._step_cache) >= 16:  # a block size that changes: keep a few
+                self._step_cache.clear()
+            self._step_cache[k] = steps
+        return steps
 
     def advance(self, block: SampleBlock) -> int:
         """Add ``block``; return how many windows it completed (0 for none). Those windows
         are ``buffer[first + i * hop : first + i * hop + window]``, the first one starting at
-        sample ``first_seq`` and source time ``first_ts_ns``; window ``i`` starts
-        ``offsets_ns(k)[i]`` ns after it."""
-        if block.quality == Quality.BAD:
+        sample ``first_seq`` and source time ``first_ts_ns``, window ``i`` ``offsets_ns[i]``
+        ns after it; each spans ``span_ns``."""
+        quality = block.quality
+        if quality == Quality.BAD:
             if self._n:
                 self.gaps += 1
             self.reset()
@@ -104,37 +116,36 @@ class Framer:
         if n == 0 or block.sequence != self._buf_seq + n or fs != self.sample_rate_hz:
             if n:
                 self.gaps += 1
-            self.reset()
+            self._start = n = self._n = 0
             self._buf_seq, self._buf_ts_ns = block.sequence, block.source_ts_ns
-            self.sample_rate_hz, self.quality = fs, block.quality
-        elif block.quality > self.quality:
+            self.quality = quality
+            if fs != self.sample_rate_hz:
+                self.sample_rate_hz = fs
+                self.span_ns = round(self.window / fs * 1e9)
+                self._step_cache.clear()
+        elif quality > self.quality:
             # the leftover may still hold samples of a worse block: keep the worst until a restart
-            self.quality = block.quality
-        self._append(block.samples)
-        n = self._n
-        if n < self.window:
+            self.quality = quality
+        samples = block.samples
+        add = samples.shape[0]
+        if self._start + n + add > self.buffer.shape[0]:
+            self._make_room(add)
+        end = self._start + n
+        self.buffer[end : end + add] = samples
+        n += add
+        window = self.window
+        if n < window:
+            self._n = n
             return 0
-        k = 1 + (n - self.window) // self.hop
+        k = 1 + (n - window) // self.hop
+        self.offsets_ns, elapsed_ns = self._steps(k)
         self.first, self.first_seq, self.first_ts_ns = self._start, self._buf_seq, self._buf_ts_ns
         consumed = k * self.hop
         self._start += consumed
         self._n = n - consumed
         self._buf_seq += consumed
-        self._buf_ts_ns += round(consumed / self.sample_rate_hz * 1e9)
+        self._buf_ts_ns += elapsed_ns
         return k
-
-    def offsets_ns(self, k: int) -> list[int]:
-        """Start of each of ``k`` consecutive windows after the first, in ns at the current
-        sample rate (cached: the list is shared, do not modify it)."""
-        key = (k, self.sample_rate_hz)
-        offsets = self._offsets_ns.get(key)
-        if offsets is None:
-            fs = self.sample_rate_hz
-            offsets = [round(i * self.hop / fs * 1e9) for i in range(k)]
-            if len(self._offsets_ns) >= 16:  # a rate or block size that changes: keep a few
-                self._offsets_ns.clear()
-            self._offsets_ns[key] = offsets
-        return offsets
 
     def view(self, k: int) -> npt.NDArray[np.float32]:
         """The ``k`` windows the last ``advance`` completed, as a (k, window) read-only view
@@ -158,7 +169,7 @@ class Framer:
         fs = self.sample_rate_hz
         offsets = self._offsets.get((k, fs))
         if offsets is None:  # window starts after the first, in ns and in samples
-            ns = np.array(self.offsets_ns(k), np.int64)
+            ns = np.array(self.offsets_ns, np.int64)
             offsets = self._offsets[(k, fs)] = (ns, np.arange(0, k * self.hop, self.hop))
             if len(self._offsets) > 16:  # a rate or block size that changes: keep a few
                 self._offsets = {(k, fs): offsets}

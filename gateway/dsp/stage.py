@@ -201,7 +201,6 @@ class DspProcessor:
     def process(self, items: list[SampleBlock | Reading]) -> list[FeatureFrame]:
         out: list[FeatureFrame | None] = []
         used: list[_Group] = []
-        window = self.cfg.window
         for item in items:
             if isinstance(item, Reading):
                 out.append(self._reading(item))
@@ -215,7 +214,6 @@ class DspProcessor:
                 continue
             if not group.pending:
                 used.append(group)
-            fs = framer.sample_rate_hz
             group.pending.append(
                 (
                     len(out),
@@ -223,10 +221,10 @@ class DspProcessor:
                     asset,
                     ex,
                     framer.first_ts_ns,
-                    framer.offsets_ns(k),
+                    framer.offsets_ns,
                     group.add(framer, k),
                     k,
-                    round(window / fs * 1e9),
+                    framer.span_ns,
                     framer.quality,
                     # the speed known when the window completes: a later reading in the batch
                     # applies to later windows only, as if the items were processed one by one

@@ -146,7 +146,8 @@ def test_advance_describes_the_windows_push_returns() -> None:
         if w is not None:
             np.testing.assert_array_equal(a.view(k), w.data)
             assert a.first_seq == w.start_seq[0]
-            assert [a.first_ts_ns + o for o in a.offsets_ns(k)] == w.start_ts_ns.tolist()
+            assert [a.first_ts_ns + o for o in a.offsets_ns] == w.start_ts_ns.tolist()
+            assert a.span_ns == round(64 / blk.sample_rate_hz * 1e9)
             assert a.quality == w.quality
 
 
