@@ -127,7 +127,7 @@ class Framer:
             # the leftover may still hold samples of a worse block: keep the worst until a restart
             self.quality = quality
         samples = block.samples
-        add = samples.shape[0]
+        add = len(samples)
         if self._start + n + add > self.buffer.shape[0]:
             self._make_room(add)
         end = self._start + n
