@@ -260,6 +260,8 @@ class SpectralPlan:
         self.env_m = 1 << max(4, math.ceil(math.log2(self.env_width)))
         self.env_w = periodic_window("hann", self.env_m).astype(np.float32)
         self.env_amp_scale = np.float32(2.0 / float(np.sum(self.env_w)))
+        self.env_scale = np.float32(2.0 / self.n)
+        self.env_m32 = np.float32(self.env_m)
         self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
 
     def work(self, k: int) -> _Work:
@@ -401,7 +403,7 @@ class SpectralPlan:
             seg, cum = wk.sums(k)
         # float32 sums, each scaled in float64
         np.multiply(np.add.reduceat(mag2, self.seg_starts, axis=1), self.seg_scale, out=seg)
-        np.cumsum(seg, axis=1, out=cum[:, 1:])
+        np.add.accumulate(seg, axis=1, out=cum[:, 1:])  # np.cumsum, less overhead
         return cum
 
     def _shaft(self, shaft_hz: float | npt.NDArray[np.floating[Any]] | None, k: int) -> FArr:
@@ -423,9 +425,10 @@ class SpectralPlan:
         an unknown speed as NaN."""
         k, length = spec.shape
         if shaft.ndim == 0:
-            if not np.isfinite(shaft):
+            speed = float(shaft)
+            if not math.isfinite(speed):
                 return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
-            key = (float(shaft), length, multiples.shape[0])
+            key = (speed, length, multiples.shape[0])
             cached = self._peak_cols.get(key)
             if cached is None:
                 i1 = np.rint(shaft * multiples / self.df).astype(np.int64)
@@ -497,9 +500,9 @@ class SpectralPlan:
             base[:, width:] = 0
         # unnormalised inverse: a carrier a cos(w t) gives |X| = a N / 2 in the band
         env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))
-        env *= np.float32(2.0 / self.n)
+        env *= self.env_scale
         env -= np.add.reduce(env, axis=1, keepdims=True) / self.env_m  # (np.mean, less overhead)
-        env_rms = np.sqrt(np.vecdot(env, env) / np.float32(self.env_m))
+        env_rms = np.sqrt(np.vecdot(env, env) / self.env_m32)
         env *= self.env_w
         amp = np.abs(scipy.fft.rfft(env, axis=1, workers=1))
         amp *= self.env_amp_scale
