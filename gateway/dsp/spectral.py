@@ -103,31 +103,32 @@ def _band_edges(freqs: FArr, bands: list[tuple[float, float]]) -> npt.NDArray[np
 
 class _Work:
     """Work buffers for up to ``rows`` windows. Private to one plan and overwritten by every
-    ``compute``: nothing ``compute`` returns is ever a view of them."""
+    ``compute``: nothing ``compute`` returns is ever a view of them.
+
+    One float32 scratch serves, in turn within a pass, as the time-domain squares (k, N), the
+    windowing's differences (k, 2F) and |X|^2 (k, F): fewer bytes for the caches to hold."""
 
     def __init__(self, rows: int, n: int, f: int, m: int, s: int) -> None:
         self.rows = rows
         self._spec = np.empty((rows, f), dtype=np.complex64)  # windowed spectrum
-        self._mag2 = np.empty((rows, f), dtype=np.float32)  # |X|^2 of the windowed spectrum
         self._base = np.empty((rows, m), dtype=np.complex64)  # baseband envelope band
-        self._td = np.empty((rows, n), dtype=np.float32)  # squares for the time-domain sums
-        self._tmp: F32 | None = None  # scratch for windows of more than three taps, on demand
+        self._scratch = np.empty(rows * max(n, 2 * f), dtype=np.float32)
         self._seg = np.empty((rows, s))  # scaled power of each of the S segments
         self._cum = np.zeros((rows, s + 1))  # their cumulative sums after a first 0 column
 
-    def views(self, k: int) -> tuple[C64, F32, C64, F32]:
-        """The first ``k`` rows of spectrum, |X|^2, envelope band and time-domain buffers."""
-        return self._spec[:k], self._mag2[:k], self._base[:k], self._td[:k]
+    def views(self, k: int) -> tuple[C64, C64]:
+        """The first ``k`` rows of the spectrum and envelope band buffers."""
+        return self._spec[:k], self._base[:k]
+
+    def scratch(self, k: int, cols: int) -> F32:
+        """A (k, cols) view of the shared scratch (``cols`` at most max(N, 2F)): each use
+        overwrites the previous one's."""
+        return self._scratch[: k * cols].reshape(k, cols)
 
     def sums(self, k: int) -> tuple[FArr, FArr]:
         """The first ``k`` rows of the segment power (k, S) and cumulative power (k, S + 1)
         buffers; the cumulative one's first column is always 0."""
         return self._seg[:k], self._cum[:k]
-
-    def tmp(self, k: int) -> F32:
-        if self._tmp is None:
-            self._tmp = np.empty((self.rows, 2 * self._spec.shape[1]), dtype=np.float32)
-        return self._tmp[:k]
 
 
 #: windows per pass: enough to amortise the per-call overhead, few enough that the work
@@ -343,15 +344,18 @@ class SpectralPlan:
         """``compute`` for at most ``rows`` windows; ``shaft`` as ``_shaft`` returns it."""
         k = x.shape[0]
         wk = self.work(k)
-        spec_buf, mag2, base, td = wk.views(k)
+        spec_buf, base = wk.views(k)
         raw = scipy.fft.rfft(x, axis=1, workers=1)
+        # the scratch holds in turn the time-domain squares, the windowing's differences, |X|^2
         if time_domain is not None:
             mean = raw[:, 0].real / np.float32(self.n)
-            features.time_domain(x, time_domain, mean=mean, work=td)
+            features.time_domain(x, time_domain, mean=mean, work=wk.scratch(k, self.n))
         if self.windowing is None:
             spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
         else:  # divided by the windowing's gain, which the scales include
-            spec = self.windowing.apply(raw, spec_buf, wk.tmp(k) if self.windowing.j else None)
+            tmp = wk.scratch(k, 2 * self.nf) if self.windowing.j else None
+            spec = self.windowing.apply(raw, spec_buf, tmp)
+        mag2 = wk.scratch(k, self.nf)
         np.abs(spec, out=mag2)
         np.square(mag2, out=mag2)
         cum = self._cum(mag2, wk)
