@@ -365,10 +365,14 @@ class SpectralPlan:
         np.subtract(cum[:, self.band_hi], cum[:, self.band_lo], out=res[:, :col])
         cnum = np.vecdot(mag2, self.centroid_w)
         res[:, col] = np.divide(cnum, total, out=np.zeros(k), where=total > 0).astype(np.float32)
-        dc = mag2[:, 0].copy()
-        mag2[:, 0] = -1.0  # the dominant line is never DC
-        dom = np.argmax(mag2, axis=1)
-        mag2[:, 0] = dc
+        # the dominant line is never DC: the first maximum of each row after it; the first
+        # maximum of the whole row when that is not DC (or NaN there), as it almost never is
+        dom = mag2.argmax(axis=1)
+        if not dom.all():
+            dc = mag2[:, 0].copy()
+            mag2[:, 0] = -1.0
+            dom = mag2.argmax(axis=1)
+            mag2[:, 0] = dc
         res[:, col + 1] = self.freqs32[dom]
         res[:, col + 2] = np.sqrt(mag2[np.arange(k), dom]) * self.amp_scale
         col += 3
