@@ -185,6 +185,8 @@ class SpectralPlan:
         sl = slice(self.vel_lo, self.vel_hi)
         self.vel_w = (ps * (G0_MM_S2 / (2 * np.pi * f)) ** 2)[sl].astype(np.float32)
         self.disp_w = (ps * (G0_MM_S2 * 1000.0 / (2 * np.pi * f) ** 2) ** 2)[sl].astype(np.float32)
+        #: both, as rows: one vecdot gives the two sums (each still one dot per window)
+        self.vel_disp_w = np.vstack((self.vel_w, self.disp_w))
         self.centroid_w = (ps * self.freqs).astype(np.float32)
         self.freqs32 = self.freqs.astype(np.float32)
         third: list[tuple[float, float]] = []
@@ -377,9 +379,10 @@ class SpectralPlan:
         res[:, col + 2] = np.sqrt(mag2[np.arange(k), dom]) * self.amp_scale
         col += 3
         if self.kind == "vibration":
-            band = mag2[:, self.vel_lo : self.vel_hi]
-            res[:, col] = np.sqrt(np.vecdot(band, self.vel_w))
-            res[:, col + 1] = np.float32(2 * math.sqrt(2)) * np.sqrt(np.vecdot(band, self.disp_w))
+            band = mag2[:, None, self.vel_lo : self.vel_hi]
+            vel_disp = np.sqrt(np.vecdot(band, self.vel_disp_w))  # (k, 2): velocity, displacement
+            vel_disp[:, 1] *= np.float32(2 * math.sqrt(2))
+            res[:, col : col + 2] = vel_disp
             col += 2
             if self.has_speed:
                 orders = np.sqrt(self._peaks(mag2, shaft, ORDER_MULTIPLES))
@@ -388,10 +391,12 @@ class SpectralPlan:
                 col += 3
             # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
             # the envelope would carry the window's shape instead of the signal's modulation
-            env_amp, env_rms, _ = self._envelope(raw, mag2, base, cum)
+            bearing = bool(self.has_speed and self.bearing_orders)
+            env_amp, env_rms, _ = self._envelope(raw, mag2, base, cum, spectrum=bearing)
             res[:, col] = env_rms
             col += 1
-            if self.has_speed and self.bearing_orders:
+            if bearing:
+                assert env_amp is not None
                 res[:, col:] = self._peaks(env_amp, shaft, self.bearing_multiples)
         else:
             with np.errstate(divide="ignore"):
@@ -474,8 +479,10 @@ class SpectralPlan:
         mag2: F32,
         base: C64 | None = None,
         cum: FArr | None = None,
-    ) -> tuple[F32, F32, FArr]:
-        """Envelope amplitude spectrum (k, m/2+1), envelope RMS (k,), and its frequency axis.
+        spectrum: bool = True,
+    ) -> tuple[F32 | None, F32, FArr]:
+        """Envelope amplitude spectrum (k, m/2+1) (None unless ``spectrum``: only bearing
+        features read it), envelope RMS (k,), and its frequency axis.
 
         Band-pass by keeping only the band's bins of the unwindowed spectrum ``spec`` (the
         configured band, or per window the auto-selected one, from ``mag2``, or from its
@@ -511,6 +518,8 @@ class SpectralPlan:
         env *= self.env_scale
         env -= np.add.reduce(env, axis=1, keepdims=True) / self.env_m  # (np.mean, less overhead)
         env_rms = np.sqrt(np.vecdot(env, env) / self.env_m32)
+        if not spectrum:
+            return None, env_rms, self.env_freqs
         env *= self.env_w
         amp = np.abs(scipy.fft.rfft(env, axis=1, workers=1))
         amp *= self.env_amp_scale
