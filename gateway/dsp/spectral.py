@@ -264,6 +264,7 @@ class SpectralPlan:
         self.env_w = periodic_window("hann", self.env_m).astype(np.float32)
         self.env_amp_scale = np.float32(2.0 / float(np.sum(self.env_w)))
         self.env_scale = np.float32(2.0 / self.n)
+        self.n32 = np.float32(self.n)
         self.env_m32 = np.float32(self.env_m)
         self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
 
@@ -350,7 +351,7 @@ class SpectralPlan:
         raw = scipy.fft.rfft(x, axis=1, workers=1)
         # the scratch holds in turn the time-domain squares, the windowing's differences, |X|^2
         if time_domain is not None:
-            mean = raw[:, 0].real / np.float32(self.n)
+            mean = raw[:, 0].real / self.n32
             features.time_domain(x, time_domain, mean=mean, work=wk.scratch(k, self.n))
         if self.windowing is None:
             spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
@@ -366,7 +367,8 @@ class SpectralPlan:
         col = self.band_hi.shape[0]
         np.subtract(cum[:, self.band_hi], cum[:, self.band_lo], out=res[:, :col])
         cnum = np.vecdot(mag2, self.centroid_w)
-        res[:, col] = np.divide(cnum, total, out=np.zeros(k), where=total > 0).astype(np.float32)
+        # (the float64 quotient rounded to float32 on its way out)
+        res[:, col] = np.divide(cnum, total, out=np.zeros(k, np.float32), where=total > 0)
         # the dominant line is never DC: the first maximum of each row after it; the first
         # maximum of the whole row when that is not DC (or NaN there), as it almost never is
         dom = mag2.argmax(axis=1)
