@@ -28,6 +28,10 @@ TIME_DOMAIN: tuple[tuple[str, str], ...] = (
 #: 512 KiB, within a core's L2 cache)
 BLOCK = 16
 
+#: coefficients of the central moments' terms, as columns against pairs of rows
+_K34 = np.array([[3.0], [4.0]], dtype=np.float32)
+_K26 = np.array([[2.0], [6.0]], dtype=np.float32)
+
 #: features of a scalar channel (temperature, speed): value and its rate of change per minute
 SCALAR: tuple[tuple[str, str], ...] = (("value", "u"), ("rate_per_min", "u/min"))
 
@@ -70,31 +74,51 @@ def time_domain(
         np.vecdot(xb, xb, out=sums[0, i : i + BLOCK])
         np.vecdot(x2, xb, out=sums[1, i : i + BLOCK])
         np.vecdot(x2, x2, out=sums[2, i : i + BLOCK])
-        np.max(xb, axis=1, out=sums[3, i : i + BLOCK])
-        np.min(xb, axis=1, out=sums[4, i : i + BLOCK])
-    s2, s3, s4 = sums[:3] / n
+        np.maximum.reduce(xb, axis=1, out=sums[3, i : i + BLOCK])  # np.max, less overhead
+        np.minimum.reduce(xb, axis=1, out=sums[4, i : i + BLOCK])
     xmax, xmin = sums[3], sums[4]
+    v = np.empty((4, k), dtype=np.result_type(mean, np.float32))  # mean, s2, s3, s4
+    v[0] = mean
+    np.divide(sums[:3], n, out=v[1:])
+    s2 = v[1]
     mu2 = mean * mean
     m2 = s2 - mu2
-    m3 = s3 - 3 * mean * s2 + 2 * mu2 * mean
-    m4 = s4 - 4 * mean * s3 + 6 * mu2 * s2 - 3 * mu2 * mu2
-    offset = ~(mu2 <= np.float32(0.01) * m2)
-    if offset.any():
-        rows = np.flatnonzero(offset)
+    # m3 = s3 - 3 mean s2 + 2 mu2 mean and m4 = s4 - 4 mean s3 + 6 mu2 s2 - 3 mu2 mu2, the
+    # terms of both taken as pairs of rows, in the same order
+    pair = _K34 * mean  # 3 mean, 4 mean
+    pair *= v[1:3]
+    np.subtract(v[2:4], pair, out=pair)
+    mu2_terms = _K26 * mu2  # 2 mu2, 6 mu2
+    mu2_terms *= v[0:2]
+    pair += mu2_terms
+    m3, m4 = pair
+    m4 -= 3 * mu2 * mu2
+    centred = mu2 <= np.float32(0.01) * m2  # False also where NaN
+    if not centred.all():
+        rows = np.flatnonzero(~centred)
         xs, mu = x[rows], mean[rows]
         d = np.subtract(xs, mu[:, None], out=work[: rows.size])  # the squares are summed
         d2 = d * d
         m2[rows] = np.vecdot(d, d) / n
         m3[rows] = np.vecdot(d2, d) / n
         m4[rows] = np.vecdot(d2, d2) / n
-    rms = np.sqrt(m2 + mu2)
-    peak = np.maximum(np.abs(xmax), np.abs(xmin))
+    # the features as rows of one array (0 where a ratio is undefined), then one transposed
+    # copy into the result
+    wide = np.result_type(mean, m2, np.float32)
+    cols = np.zeros((len(TIME_DOMAIN), k), dtype=wide)
+    cols[0] = mean
+    rms = np.sqrt(m2 + mu2, out=cols[1])
+    peak = np.maximum(np.abs(xmax), np.abs(xmin), out=cols[2])
+    np.subtract(xmax, xmin, out=cols[3])
     tiny = np.float32(1e-12) * np.maximum(np.float32(1.0), mu2)  # m2 below: constant
-    res = np.empty((k, len(TIME_DOMAIN))) if out is None else out
-    res[:, 0], res[:, 1], res[:, 2], res[:, 3] = mean, rms, peak, xmax - xmin
     spread = m2 > tiny
-    zero = np.zeros(k, dtype=np.float32)
-    res[:, 4] = np.divide(peak, rms, out=zero.copy(), where=rms > 0)
-    res[:, 5] = np.divide(m4, m2 * m2, out=zero.copy(), where=spread)
-    res[:, 6] = np.divide(m3, m2**1.5, out=zero, where=spread)
+    # the ratios are float32 whatever the moments' type
+    ratios = cols[4:] if wide == np.float32 else np.zeros((3, k), dtype=np.float32)
+    np.divide(peak, rms, out=ratios[0], where=rms > 0)
+    np.divide(m4, m2 * m2, out=ratios[1], where=spread)
+    np.divide(m3, m2**1.5, out=ratios[2], where=spread)
+    if wide != np.float32:
+        cols[4:] = ratios
+    res = np.empty((k, len(TIME_DOMAIN))) if out is None else out
+    res[...] = cols.T
     return res

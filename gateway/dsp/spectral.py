@@ -103,24 +103,32 @@ def _band_edges(freqs: FArr, bands: list[tuple[float, float]]) -> npt.NDArray[np
 
 class _Work:
     """Work buffers for up to ``rows`` windows. Private to one plan and overwritten by every
-    ``compute``: nothing ``compute`` returns is ever a view of them."""
+    ``compute``: nothing ``compute`` returns is ever a view of them.
 
-    def __init__(self, rows: int, n: int, f: int, m: int) -> None:
+    One float32 scratch serves, in turn within a pass, as the time-domain squares (k, N), the
+    windowing's differences (k, 2F) and |X|^2 (k, F): fewer bytes for the caches to hold."""
+
+    def __init__(self, rows: int, n: int, f: int, m: int, s: int) -> None:
         self.rows = rows
         self._spec = np.empty((rows, f), dtype=np.complex64)  # windowed spectrum
-        self._mag2 = np.empty((rows, f), dtype=np.float32)  # |X|^2 of the windowed spectrum
         self._base = np.empty((rows, m), dtype=np.complex64)  # baseband envelope band
-        self._td = np.empty((rows, n), dtype=np.float32)  # squares for the time-domain sums
-        self._tmp: F32 | None = None  # scratch for windows of more than three taps, on demand
+        self._scratch = np.empty(rows * max(n, 2 * f), dtype=np.float32)
+        self._seg = np.empty((rows, s))  # scaled power of each of the S segments
+        self._cum = np.zeros((rows, s + 1))  # their cumulative sums after a first 0 column
 
-    def views(self, k: int) -> tuple[C64, F32, C64, F32]:
-        """The first ``k`` rows of spectrum, |X|^2, envelope band and time-domain buffers."""
-        return self._spec[:k], self._mag2[:k], self._base[:k], self._td[:k]
+    def views(self, k: int) -> tuple[C64, C64]:
+        """The first ``k`` rows of the spectrum and envelope band buffers."""
+        return self._spec[:k], self._base[:k]
 
-    def tmp(self, k: int) -> F32:
-        if self._tmp is None:
-            self._tmp = np.empty((self.rows, 2 * self._spec.shape[1]), dtype=np.float32)
-        return self._tmp[:k]
+    def scratch(self, k: int, cols: int) -> F32:
+        """A (k, cols) view of the shared scratch (``cols`` at most max(N, 2F)): each use
+        overwrites the previous one's."""
+        return self._scratch[: k * cols].reshape(k, cols)
+
+    def sums(self, k: int) -> tuple[FArr, FArr]:
+        """The first ``k`` rows of the segment power (k, S) and cumulative power (k, S + 1)
+        buffers; the cumulative one's first column is always 0."""
+        return self._seg[:k], self._cum[:k]
 
 
 #: windows per pass: enough to amortise the per-call overhead, few enough that the work
@@ -177,6 +185,8 @@ class SpectralPlan:
         sl = slice(self.vel_lo, self.vel_hi)
         self.vel_w = (ps * (G0_MM_S2 / (2 * np.pi * f)) ** 2)[sl].astype(np.float32)
         self.disp_w = (ps * (G0_MM_S2 * 1000.0 / (2 * np.pi * f) ** 2) ** 2)[sl].astype(np.float32)
+        #: both, as rows: one vecdot gives the two sums (each still one dot per window)
+        self.vel_disp_w = np.vstack((self.vel_w, self.disp_w))
         self.centroid_w = (ps * self.freqs).astype(np.float32)
         self.freqs32 = self.freqs.astype(np.float32)
         third: list[tuple[float, float]] = []
@@ -196,7 +206,9 @@ class SpectralPlan:
         self._work: _Work | None = None
         self.rows = max(1, min(ROWS, PASS_SAMPLES // n))  #: windows per pass
         #: peak columns per (speed, axis length, targets), for a speed shared by a batch
-        self._peak_cols: dict[tuple[float, int, int], tuple[npt.NDArray[np.int64], ...]] = {}
+        self._peak_cols: dict[
+            tuple[float, int, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
+        ] = {}
         f0 = [self.bearing_orders[key] for key in BEARING_KEYS] if self.bearing_orders else []
         #: envelope targets in shaft orders: each defect frequency, then its first harmonic
         self.bearing_multiples = np.array([m for f in f0 for m in (f, 2 * f)])
@@ -221,6 +233,8 @@ class SpectralPlan:
             return np.column_stack((lo, np.maximum(hi, lo))).astype(np.int64)
 
         self.band_runs, self.third_runs, self.auto_runs = runs(bands), runs(third), runs(auto)
+        #: the cumulative-power columns each band's sum is the difference of, contiguous
+        self.band_lo, self.band_hi = (np.ascontiguousarray(c) for c in self.band_runs.T)
 
     def _envelope_plan(self) -> None:
         """Envelope band (fixed start bin, or per window from the auto-selection) and the
@@ -249,6 +263,9 @@ class SpectralPlan:
         self.env_m = 1 << max(4, math.ceil(math.log2(self.env_width)))
         self.env_w = periodic_window("hann", self.env_m).astype(np.float32)
         self.env_amp_scale = np.float32(2.0 / float(np.sum(self.env_w)))
+        self.env_scale = np.float32(2.0 / self.n)
+        self.n32 = np.float32(self.n)
+        self.env_m32 = np.float32(self.env_m)
         self.env_freqs = np.fft.rfftfreq(self.env_m, 1.0 / (self.env_m * self.df))
 
     def work(self, k: int) -> _Work:
@@ -256,7 +273,8 @@ class SpectralPlan:
         once, grown to the largest batch seen, then reused."""
         if self._work is None or self._work.rows < k:
             rows = min(self.rows, max(k, 2 * (self._work.rows if self._work else 0)))
-            self._work = _Work(rows, self.n, self.nf, self.env_m)
+            segments = self.seg_starts.shape[0]
+            self._work = _Work(rows, self.n, self.nf, self.env_m, segments)
         return self._work
 
     # -- schema ------------------------------------------------------------------------------
@@ -329,67 +347,85 @@ class SpectralPlan:
         """``compute`` for at most ``rows`` windows; ``shaft`` as ``_shaft`` returns it."""
         k = x.shape[0]
         wk = self.work(k)
-        spec_buf, mag2, base, td = wk.views(k)
+        spec_buf, base = wk.views(k)
         raw = scipy.fft.rfft(x, axis=1, workers=1)
+        # the scratch holds in turn the time-domain squares, the windowing's differences, |X|^2
         if time_domain is not None:
-            mean = raw[:, 0].real / np.float32(self.n)
-            features.time_domain(x, time_domain, mean=mean, work=td)
+            mean = raw[:, 0].real / self.n32
+            features.time_domain(x, time_domain, mean=mean, work=wk.scratch(k, self.n))
         if self.windowing is None:
             spec = scipy.fft.rfft(x * self.w, axis=1, workers=1)
         else:  # divided by the windowing's gain, which the scales include
-            spec = self.windowing.apply(raw, spec_buf, wk.tmp(k) if self.windowing.j else None)
+            tmp = wk.scratch(k, 2 * self.nf) if self.windowing.j else None
+            spec = self.windowing.apply(raw, spec_buf, tmp)
+        mag2 = wk.scratch(k, self.nf)
         np.abs(spec, out=mag2)
         np.square(mag2, out=mag2)
-        cum = self._cum(mag2)
+        cum = self._cum(mag2, wk)
         total = cum[:, -1]
-        col = 0
-
-        def put(v: FArr) -> None:
-            nonlocal col
-            v2 = v.reshape(k, -1)
-            res[:, col : col + v2.shape[1]] = v2
-            col += v2.shape[1]
-
-        put(cum[:, self.band_runs[:, 1]] - cum[:, self.band_runs[:, 0]])
+        # each feature written straight into its column(s) of res
+        col = self.band_hi.shape[0]
+        np.subtract(cum[:, self.band_hi], cum[:, self.band_lo], out=res[:, :col])
         cnum = np.vecdot(mag2, self.centroid_w)
-        put(np.divide(cnum, total, out=np.zeros(k), where=total > 0).astype(np.float32))
-        dc = mag2[:, 0].copy()
-        mag2[:, 0] = -1.0  # the dominant line is never DC
-        dom = np.argmax(mag2, axis=1)
-        mag2[:, 0] = dc
-        put(self.freqs32[dom])
-        put(np.sqrt(mag2[np.arange(k), dom]) * self.amp_scale)
+        # (the float64 quotient rounded to float32 on its way out)
+        res[:, col] = np.divide(cnum, total, out=np.zeros(k, np.float32), where=total > 0)
+        # the dominant line is never DC: the first maximum of each row after it; the first
+        # maximum of the whole row when that is not DC (or NaN there), as it almost never is
+        dom = mag2.argmax(axis=1)
+        if not dom.all():
+            dc = mag2[:, 0].copy()
+            mag2[:, 0] = -1.0
+            dom = mag2.argmax(axis=1)
+            mag2[:, 0] = dc
+        res[:, col + 1] = self.freqs32[dom]
+        res[:, col + 2] = np.sqrt(mag2[np.arange(k), dom]) * self.amp_scale
+        col += 3
         if self.kind == "vibration":
-            band = mag2[:, self.vel_lo : self.vel_hi]
-            put(np.sqrt(np.vecdot(band, self.vel_w)))
-            put(np.float32(2 * math.sqrt(2)) * np.sqrt(np.vecdot(band, self.disp_w)))
+            band = mag2[:, None, self.vel_lo : self.vel_hi]
+            vel_disp = np.sqrt(np.vecdot(band, self.vel_disp_w))  # (k, 2): velocity, displacement
+            vel_disp[:, 1] *= np.float32(2 * math.sqrt(2))
+            res[:, col : col + 2] = vel_disp
+            col += 2
             if self.has_speed:
-                put(np.sqrt(self._peaks(mag2, shaft, ORDER_MULTIPLES)) * self.amp_scale)
+                orders = np.sqrt(self._peaks(mag2, shaft, ORDER_MULTIPLES))
+                orders *= self.amp_scale
+                res[:, col : col + 3] = orders
+                col += 3
             # the envelope's band comes from the unwindowed spectrum: cut from the windowed one,
             # the envelope would carry the window's shape instead of the signal's modulation
-            env_amp, env_rms, _ = self._envelope(raw, mag2, base, cum)
-            put(env_rms)
-            if self.has_speed and self.bearing_orders:
-                put(self._peaks(env_amp, shaft, self.bearing_multiples))
+            bearing = bool(self.has_speed and self.bearing_orders)
+            env_amp, env_rms, _ = self._envelope(raw, mag2, base, cum, spectrum=bearing)
+            res[:, col] = env_rms
+            col += 1
+            if bearing:
+                assert env_amp is not None
+                res[:, col:] = self._peaks(env_amp, shaft, self.bearing_multiples)
         else:
             with np.errstate(divide="ignore"):
                 pa = np.vecdot(mag2, self.a_w).astype(np.float64)
-                put(10 * np.log10(pa / P_REF_PA**2))
+                res[:, col] = 10 * np.log10(pa / P_REF_PA**2)
                 third = cum[:, self.third_runs[:, 1]] - cum[:, self.third_runs[:, 0]]
-                put(10 * np.log10(third / P_REF_PA**2))
+                res[:, col + 1 :] = 10 * np.log10(third / P_REF_PA**2)
 
-    def _cum(self, mag2: F32) -> FArr:
+    def _cum(self, mag2: F32, wk: _Work | None = None) -> FArr:
         """Cumulative power over the segments tiling the spectrum, (k, S + 1) float64: every
-        band's mean square is the difference of two columns."""
-        seg = np.add.reduceat(mag2, self.seg_starts, axis=1).astype(np.float64)
-        seg *= self.seg_scale
-        cum = np.zeros((mag2.shape[0], seg.shape[1] + 1))
-        np.cumsum(seg, axis=1, out=cum[:, 1:])
+        band's mean square is the difference of two columns. In ``wk``'s buffers when given
+        (then valid until the next pass), else in a new array."""
+        k, segments = mag2.shape[0], self.seg_starts.shape[0]
+        if wk is None:
+            seg, cum = np.empty((k, segments)), np.zeros((k, segments + 1))
+        else:
+            seg, cum = wk.sums(k)
+        # float32 sums, each scaled in float64
+        np.multiply(np.add.reduceat(mag2, self.seg_starts, axis=1), self.seg_scale, out=seg)
+        np.add.accumulate(seg, axis=1, out=cum[:, 1:])  # np.cumsum, less overhead
         return cum
 
     def _shaft(self, shaft_hz: float | npt.NDArray[np.floating[Any]] | None, k: int) -> FArr:
         """Shaft speed in Hz: a scalar when one speed holds for all rows, else (k,); NaN where
         unknown."""
+        if isinstance(shaft_hz, float):  # one speed (the usual case): no array work
+            return np.asarray(shaft_hz if shaft_hz > 0 else np.nan)
         s = np.asarray(self.shaft_hz if shaft_hz is None else shaft_hz, dtype=np.float64)
         if s.ndim == 1 and s.size and (s == s[0]).all():
             s = s[0]  # one speed for the whole batch (NaN never compares equal: below)
@@ -404,19 +440,23 @@ class SpectralPlan:
         an unknown speed as NaN."""
         k, length = spec.shape
         if shaft.ndim == 0:
-            if not np.isfinite(shaft):
+            speed = float(shaft)
+            if not math.isfinite(speed):
                 return np.full((k, multiples.shape[0]), np.nan, dtype=np.float32)
-            key = (float(shaft), length, multiples.shape[0])
+            key = (speed, length, multiples.shape[0])
             cached = self._peak_cols.get(key)
             if cached is None:
                 i1 = np.rint(shaft * multiples / self.df).astype(np.int64)
                 cols1 = np.clip(i1[:, None] + np.arange(-1, 2), 0, length - 1).ravel()
                 if len(self._peak_cols) >= 64:  # a measured speed changes: keep a few
                     self._peak_cols.clear()
-                cached = self._peak_cols[key] = (cols1, np.flatnonzero(i1 >= length))
-            cols1, beyond = cached
-            out1: F32 = spec[:, cols1].reshape(k, -1, 3).max(axis=2).astype(np.float32)
-            out1[:, beyond] = 0.0
+                beyond = np.flatnonzero(i1 >= length)
+                cached = self._peak_cols[key] = (cols1, beyond if beyond.size else None)
+            cols1, beyond_cols = cached
+            out1: F32 = np.maximum.reduce(spec[:, cols1].reshape(k, -1, 3), axis=2)
+            out1 = out1.astype(np.float32, copy=False)
+            if beyond_cols is not None:
+                out1[:, beyond_cols] = 0.0
             return out1
         idx = np.rint(np.multiply.outer(shaft, multiples) / self.df)
         known = np.isfinite(idx)
@@ -441,8 +481,10 @@ class SpectralPlan:
         mag2: F32,
         base: C64 | None = None,
         cum: FArr | None = None,
-    ) -> tuple[F32, F32, FArr]:
-        """Envelope amplitude spectrum (k, m/2+1), envelope RMS (k,), and its frequency axis.
+        spectrum: bool = True,
+    ) -> tuple[F32 | None, F32, FArr]:
+        """Envelope amplitude spectrum (k, m/2+1) (None unless ``spectrum``: only bearing
+        features read it), envelope RMS (k,), and its frequency axis.
 
         Band-pass by keeping only the band's bins of the unwindowed spectrum ``spec`` (the
         configured band, or per window the auto-selected one, from ``mag2``, or from its
@@ -475,9 +517,11 @@ class SpectralPlan:
             base[:, width:] = 0
         # unnormalised inverse: a carrier a cos(w t) gives |X| = a N / 2 in the band
         env = np.abs(scipy.fft.ifft(base, axis=1, workers=1, norm="forward", overwrite_x=True))
-        env *= np.float32(2.0 / self.n)
+        env *= self.env_scale
         env -= np.add.reduce(env, axis=1, keepdims=True) / self.env_m  # (np.mean, less overhead)
-        env_rms = np.sqrt(np.vecdot(env, env) / np.float32(self.env_m))
+        env_rms = np.sqrt(np.vecdot(env, env) / self.env_m32)
+        if not spectrum:
+            return None, env_rms, self.env_freqs
         env *= self.env_w
         amp = np.abs(scipy.fft.rfft(env, axis=1, workers=1))
         amp *= self.env_amp_scale

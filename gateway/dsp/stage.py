@@ -12,10 +12,12 @@ Drains its input on close, then returns.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,48 +42,110 @@ SCALAR_NAMES = tuple(n for n, _ in F.SCALAR)  #: the names of every scalar chann
 SPEED_TO_HZ = {"Hz": 1.0, "rpm": 1.0 / 60.0}
 
 
-@dataclass(slots=True)
-class _Pending:
-    """Windows of one channel framed in the current batch, waiting for their features."""
+_FRAME_FIELDS = (
+    "asset",
+    "channel",
+    "start_ts_ns",
+    "end_ts_ns",
+    "gateway_ts_ns",
+    "schema_version",
+    "names",
+    "units",
+    "values",
+    "quality",
+)
 
-    slot: int  # index of the first frame in the batch's output
-    channel: str
-    asset: str
-    ex: ChannelExtractor
-    start_ts_ns: npt.NDArray[np.int64]
-    rows: slice  # rows in the group's batch
-    sample_rate_hz: float
-    quality: Quality
+
+def _frame_builder() -> Callable[..., FeatureFrame]:
+    """A ``FeatureFrame`` constructor for frames whose checks hold by construction: it sets
+    the slots directly, skipping ``__post_init__`` (values as long as names and units, made
+    read-only). Falls back to the class itself should its fields ever differ from these."""
+    fields = tuple(f.name for f in dataclasses.fields(FeatureFrame))
+    found = [getattr(getattr(FeatureFrame, n, None), "__set__", None) for n in _FRAME_FIELDS]
+    if fields != _FRAME_FIELDS or not all(callable(s) for s in found):
+        return FeatureFrame
+    setters = cast(list[Callable[[FeatureFrame, object], None]], found)
+    new = object.__new__
+    s_asset, s_channel, s_start, s_end, s_gw, s_schema, s_names, s_units, s_values, s_q = setters
+
+    def build(
+        asset: str,
+        channel: str,
+        start_ts_ns: int,
+        end_ts_ns: int,
+        gateway_ts_ns: int,
+        schema_version: str,
+        names: tuple[str, ...],
+        units: tuple[str, ...],
+        values: npt.NDArray[np.float64],
+        quality: Quality,
+    ) -> FeatureFrame:
+        f: FeatureFrame = new(FeatureFrame)
+        s_asset(f, asset)
+        s_channel(f, channel)
+        s_start(f, start_ts_ns)
+        s_end(f, end_ts_ns)
+        s_gw(f, gateway_ts_ns)
+        s_schema(f, schema_version)
+        s_names(f, names)
+        s_units(f, units)
+        s_values(f, values)
+        s_q(f, quality)
+        return f
+
+    return build
+
+
+_frame = _frame_builder()
+
+#: a framed block waiting for its features (see ``_Group``)
+_Pending = tuple[int, str, str, ChannelExtractor, int, list[int], int, int, int, Quality, float]
 
 
 class _Group:
     """Windows of all channels sharing one spectral plan, gathered for one ``compute``.
 
     ``data`` is a preallocated (capacity, N) float32 buffer, grown by doubling and reused from
-    batch to batch; only the DSP processor's thread touches it.
+    batch to batch; only the DSP processor's thread touches it. ``pending`` lists, per framed
+    block, ``(slot, channel, asset, extractor, first window's start ns, window start offsets
+    in ns, first row, rows, window span in ns, quality, shaft speed)``: the frames to build once the
+    features are known, ``slot`` being the index of the first one in the batch's output.
     """
 
     def __init__(self, ex: ChannelExtractor) -> None:
         self.ex = ex
         self.data = np.empty((0, ex.plan.n), dtype=np.float32)
-        self.shaft = np.empty(0)
         self.n = 0
         self.pending: list[_Pending] = []
 
-    def add(self, windows: npt.NDArray[np.float32], shaft_hz: float) -> slice:
-        k = windows.shape[0]
-        if self.n + k > self.data.shape[0]:
-            cap = max(2 * self.data.shape[0], self.n + k, 8)
+    def add(self, framer: Framer, k: int) -> int:
+        """Copy the ``k`` windows ``framer`` just completed into the next rows (before its next
+        push overwrites them); return the first of those rows."""
+        n = self.n
+        if n + k > self.data.shape[0]:
+            cap = max(2 * self.data.shape[0], n + k, 8)
             data = np.empty((cap, self.data.shape[1]), dtype=np.float32)
-            data[: self.n] = self.data[: self.n]
-            shaft = np.empty(cap)
-            shaft[: self.n] = self.shaft[: self.n]
-            self.data, self.shaft = data, shaft
-        rows = slice(self.n, self.n + k)
-        self.data[rows] = windows  # the framer's view is only valid until its next push
-        self.shaft[rows] = shaft_hz
-        self.n += k
-        return rows
+            data[:n] = self.data[:n]
+            self.data = data
+        if k == 1:
+            self.data[n] = framer.buffer[framer.first : framer.first + framer.window]
+        else:
+            self.data[n : n + k] = framer.view(k)
+        self.n = n + k
+        return n
+
+    def shaft(self) -> float | npt.NDArray[np.float64]:
+        """The shaft speed of each row: one float when all rows share it (NaN included),
+        else (n,)."""
+        speeds = {p[10] for p in self.pending}
+        if len(speeds) == 1:
+            return self.pending[0][10]
+        if all(s != s for s in speeds):  # NaN values never compare equal
+            return math.nan
+        shaft = np.empty(self.n)
+        for p in self.pending:
+            shaft[p[6] : p[6] + p[7]] = p[10]
+        return shaft
 
 
 class DspProcessor:
@@ -145,28 +209,29 @@ class DspProcessor:
             if route is None:
                 continue
             framer, asset, ex, group = route
-            w = framer.push(item)
-            if w is None:
+            k = framer.advance(item)
+            if not k:
                 continue
             if not group.pending:
                 used.append(group)
-            # the speed known when the window completes: a later reading in the batch
-            # applies to later windows only, as if the items were processed one by one
-            shaft = self.shaft_hz.get(asset, ex.plan.shaft_hz or np.nan)
-            rows = group.add(w.data, shaft)
             group.pending.append(
-                _Pending(
+                (
                     len(out),
                     item.channel,
                     asset,
                     ex,
-                    w.start_ts_ns,
-                    rows,
-                    w.sample_rate_hz,
-                    w.quality,
+                    framer.first_ts_ns,
+                    framer.offsets_ns,
+                    group.add(framer, k),
+                    k,
+                    framer.span_ns,
+                    framer.quality,
+                    # the speed known when the window completes: a later reading in the batch
+                    # applies to later windows only, as if the items were processed one by one
+                    self.shaft_hz.get(asset, ex.plan.shaft_hz or math.nan),
                 )
             )
-            out += [None] * len(w)
+            out += [None] * k
         try:
             now = self.now_ns()
             for group in used:
@@ -175,25 +240,24 @@ class DspProcessor:
             for group in used:
                 group.pending.clear()
                 group.n = 0
-        return [f for f in out if f is not None]
+        return cast(list[FeatureFrame], out)  # _emit filled every slot
 
     def _emit(self, group: _Group, now: int, out: list[FeatureFrame | None]) -> None:
         """Features of a group's windows in one call, into their frames' slots in ``out``.
-        Each frame's values are a row of the array ``compute`` returned for this batch."""
-        values = group.ex.compute(group.data[: group.n], group.shaft[: group.n])
+        Each frame's values are a row of the array ``compute`` returned for this batch, made
+        read-only as a whole; the frames are built by ``_frame``, without re-checking what
+        holds by construction (values of ``len(names)`` columns, read-only)."""
+        values = group.ex.compute(group.data[: group.n], group.shaft())
+        values.flags.writeable = False
+        rows = list(values)  # row views, read-only as their base is
         schema = F.SCHEMA_VERSION
-        for p in group.pending:
-            span = round(self.cfg.window / p.sample_rate_hz * 1e9)
-            names, units, asset, channel, quality = (
-                p.ex.names,
-                p.ex.units,
-                p.asset,
-                p.channel,
-                p.quality,
-            )
-            for i, (t, row) in enumerate(zip(p.start_ts_ns.tolist(), values[p.rows], strict=True)):
-                out[p.slot + i] = FeatureFrame(
-                    asset, channel, t, t + span, now, schema, names, units, row, quality
+        frame = _frame
+        for slot, channel, asset, ex, t0, offsets, row, k, span, quality, _ in group.pending:
+            names, units = ex.names, ex.units
+            for i in range(k):
+                t = t0 + offsets[i]
+                out[slot + i] = frame(
+                    asset, channel, t, t + span, now, schema, names, units, rows[row + i], quality
                 )
 
     def _reading(self, r: Reading) -> FeatureFrame:

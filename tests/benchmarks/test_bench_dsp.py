@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -214,4 +215,67 @@ def test_bench_event_loop_lag_while_processing(bench: Bench) -> None:
         "ms",
         baseline=inline * 1e3,
         baseline_name="DSP inline on the loop",
+    )
+
+
+def test_bench_processor_16_channel_deliveries(bench: Bench, tmp_path: Path) -> None:
+    """The DSP processor on the deliveries of the end-to-end benchmark's gateway (its config:
+    256 vibration channels at 25.6 kHz, one asset per channel, the shipped model's DSP
+    settings): devices of 16 channels whose 0.1 s blocks come together, one delivery of 16
+    blocks (16 or 32 windows) at a time. Each delivery's least CPU time over a few rounds
+    (thread CPU: a short burst of load on a shared machine hides in the other rounds), against
+    the bare batched rfft of the windows each delivery completes, taken the same way in the
+    same run."""
+    from gateway.core.records import SampleBlock
+    from gateway.dsp.stage import DspProcessor
+    from simulators.machine import Machine, MachineSpec
+    from tests.benchmarks.e2e_gateway import FS as E2E_FS
+    from tests.benchmarks.e2e_gateway import config
+
+    cfg = config(256, tmp_path)
+    spec = MachineSpec(vibration_channels=1, vibration_rate_hz=E2E_FS, acoustic_rate_hz=0.0)
+    snap = Machine(spec, seed=1).advance(2.0)
+    sig = np.asarray(next(b.samples for b in snap.blocks if b.channel == "vib0"), np.float32)
+    block, per = int(E2E_FS / 10), 16
+    deliveries = [
+        [
+            SampleBlock(f"c{c}", i * 10**8, 0, E2E_FS, sig[i * block : (i + 1) * block], i * block)
+            for c in range(d, d + per)
+        ]
+        for i in range(sig.shape[0] // block)
+        for d in range(0, 256, per)
+    ]
+    first = DspProcessor(cfg.dsp, cfg.channels, cfg.assets, lambda: 0)
+    counts = [len(first.process(d)) for d in deliveries]
+    n = cfg.dsp.window
+    windows = np.lib.stride_tricks.sliding_window_view(sig, n)[:: cfg.dsp.hop][: max(counts)]
+    batches = [np.ascontiguousarray(windows[:c]) for c in counts if c]
+    rounds = 7
+    ours = np.full(len(deliveries), np.inf)
+    rfft = np.full(len(batches), np.inf)
+    frames = 0
+    for _ in range(rounds):  # each delivery's and each bare rfft's least time over the rounds
+        proc = DspProcessor(cfg.dsp, cfg.channels, cfg.assets, lambda: 0)  # fresh framing state
+        frames = 0
+        for i, d in enumerate(deliveries):
+            c0 = time.thread_time()
+            frames += len(proc.process(d))
+            ours[i] = min(ours[i], time.thread_time() - c0)
+        for i, x in enumerate(batches):
+            c0 = time.thread_time()
+            scipy.fft.rfft(x, axis=1, workers=1)
+            rfft[i] = min(rfft[i], time.thread_time() - c0)
+    assert frames == sum(counts)  # the same windows on both sides
+    per_delivery, bare = ours.sum() / len(deliveries), rfft.sum() / len(deliveries)
+    print(
+        f"\n[bench] DSP processor, 16-channel deliveries of the 256-channel gateway "
+        f"({frames / len(deliveries):.1f} windows each): {per_delivery * 1e6:.0f} us CPU per "
+        f"delivery, ratio to bare batched rfft of its windows {per_delivery / bare:.2f}x"
+    )
+    bench.record(
+        "DSP processor, per 16-channel delivery (CPU)",
+        per_delivery * 1e6,
+        "us",
+        baseline=bare * 1e6,
+        baseline_name="bare batched scipy rfft of its windows",
     )

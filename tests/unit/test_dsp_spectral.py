@@ -148,3 +148,16 @@ def test_envelope_levels_of_an_amplitude_modulated_carrier(depth: float) -> None
     out = feats(plan, x)
     assert out["envelope_rms"] == pytest.approx(depth / math.sqrt(2), abs=0.005)
     assert out["env_bpfo_amp"] == pytest.approx(depth, rel=0.16, abs=0.005)
+
+
+def test_dominant_line_is_never_dc_even_where_dc_is_the_largest() -> None:
+    plan = SpectralPlan(FS, N)
+    col = plan.names.index("dominant_freq")
+    f = 30 * FS / N  # on a bin
+    # (through the Hann window the offset reads 10 at DC and 5 in bin 1, the tone 8)
+    x = np.vstack([5.0 + tone(8.0, f), tone(1.0, f), np.full(N, 2.0), np.zeros(N)])
+    got = plan.compute(x.astype(np.float32))[:, col]
+    # offset rows: DC is the largest line, the tone is still the dominant one
+    assert got[:2].tolist() == [pytest.approx(f)] * 2
+    # no line but DC (constant) or none at all: the first bin after DC
+    assert got[2:].tolist() == [FS / N] * 2
