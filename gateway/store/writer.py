@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Protocol
 
 from gateway.core.clock import Clock
@@ -32,6 +33,8 @@ from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Row, encode_rows
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
+_kind = itemgetter(0)  #: a row's kind
+_PRIORITY = frozenset(PRIORITY_KINDS)
 
 
 class RecordSource(Protocol):
@@ -115,7 +118,7 @@ class StoreWriter:
                 if self.deriver is not None and (derived := await self.deriver.derive(items)):
                     rows += encode_rows(derived)
                 self._pending += rows
-                if any(r[0] in PRIORITY_KINDS for r in rows):
+                if not _PRIORITY.isdisjoint(map(_kind, rows)):
                     await self.flush()  # an alert is committed at once, with what came before
                     continue
             except TimeoutError:
