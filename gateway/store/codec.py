@@ -66,14 +66,23 @@ class _Layout:
 #: per feature layout (names, units); a gateway has a handful of layouts
 _LAYOUTS: dict[tuple[tuple[str, ...], tuple[str, ...]], _Layout] = {}
 _LAYOUTS_MAX = 256  #: layouts made afresh for every frame: start over past this many
+#: the same, by the identities of the tuples (frames of a channel share theirs), which it keeps
+#: (so the identities stay theirs): a lookup that hashes no names
+_BY_ID: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], _Layout]] = {}
 
 
 def _layout(names: tuple[str, ...], units: tuple[str, ...]) -> _Layout:
+    known = _BY_ID.get((id(names), id(units)))
+    if known is not None and known[0] is names and known[1] is units:
+        return known[2]
     got = _LAYOUTS.get((names, units))
     if got is None:
         if len(_LAYOUTS) >= _LAYOUTS_MAX:
             _LAYOUTS.clear()
         got = _LAYOUTS[(names, units)] = _Layout(names, units)
+    if len(_BY_ID) >= _LAYOUTS_MAX:
+        _BY_ID.clear()
+    _BY_ID[(id(names), id(units))] = (names, units, got)
     return got
 
 

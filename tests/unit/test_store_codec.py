@@ -63,6 +63,7 @@ def test_layouts_made_afresh_for_every_frame_keep_the_cache_bounded() -> None:
     ]
     got = encode_records(recs)
     assert len(codec._LAYOUTS) <= codec._LAYOUTS_MAX
+    assert len(codec._BY_ID) <= codec._LAYOUTS_MAX
     assert [decode_payload(r.payload)["units"] for r in got] == [
         {f"f{k}": f"u{i}" for k in range(4)} for i in range(len(recs))
     ]
