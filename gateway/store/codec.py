@@ -209,14 +209,17 @@ def encode_score(s: Score) -> EncodedRow:
     return _new(EncodedRow, ("score", s.ts_ns, s.asset, s.channel, s.model_version, payload))
 
 
-def encode_records(records: Iterable[StoreRecord]) -> list[EncodedRow]:
-    """``encode_rows([record_row(r) for r in records])``, faster for features and scores."""
+def encode_records(records: Iterable[StoreRecord | Row]) -> list[EncodedRow]:
+    """``encode_rows([record_row(r) for r in records])``, faster for features and scores (a
+    ``Row`` among them is encoded as it is)."""
     out: list[EncodedRow] = []
     for r in records:
-        if isinstance(r, FeatureFrame):
+        if type(r) is FeatureFrame:
             out.append(encode_frame(r))
-        elif isinstance(r, Score):
+        elif type(r) is Score:
             out.append(encode_score(r))
+        elif isinstance(r, Row):
+            out += encode_rows([r])
         else:
             out += encode_rows([record_row(r)])
     return out

@@ -5,15 +5,20 @@ committed batch."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from gateway.core.clock import FakeClock
 from gateway.runtime.queues import BoundedQueue
+from gateway.store import codec
+from gateway.store import writer as writer_module
 from gateway.store.access import JournalAccess
 from gateway.store.codec import StoreRecord
 from gateway.store.config import StoreConfig
-from gateway.store.journal import EncodedRow, Journal, decode_payload
+from gateway.store.journal import EncodedRow, Journal, Row, decode_payload
 from gateway.store.writer import StoreWriter
 from tests.uplink.records import alert, frame, score
 
@@ -50,3 +55,43 @@ async def test_alert_is_committed_without_waiting_for_the_interval(tmp_path: Pat
     await task
     assert commits == [["feature", "score", "alert"]]  # nothing left for the close
     writer.close()
+
+
+async def test_records_are_encoded_on_the_journal_thread_and_stored_as_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop only takes records: they are encoded where the batch is committed, and
+    stored exactly as ``encode_records`` encodes them (derived rows with them)."""
+    threads: list[str] = []
+
+    def encode(batch: Sequence[StoreRecord | Row]) -> list[EncodedRow]:
+        threads.append(threading.current_thread().name)
+        return codec.encode_records(batch)
+
+    monkeypatch.setattr(writer_module, "encode_records", encode)
+    j = Journal(tmp_path / "j.sqlite")
+    access = JournalAccess(j)
+    q: BoundedQueue[StoreRecord] = BoundedQueue("records", 1000)
+    writer = StoreWriter(StoreConfig(batch_max=1000, flush_interval_s=60), access, q, FakeClock())
+
+    class Deriver:
+        async def derive(self, records: Sequence[StoreRecord]) -> list[Row]:
+            return [Row("summary", 7, "m1", "", {"frames": len(records)})]
+
+        def flush(self) -> list[Row]:
+            return []
+
+    writer.deriver = Deriver()
+    recs: list[StoreRecord] = [frame(0), score(1), alert(2)]
+    task = asyncio.create_task(writer.run())
+    await q.put_many(recs)
+    await q.close()
+    await task
+    assert threads
+    assert all(t.startswith("store") for t in threads)
+    want = codec.encode_records([*recs, Row("summary", 7, "m1", "", {"frames": 3})])
+    stored = j.read_stored("t", 10, "bulk") + j.read_stored("t", 10, "priority")
+    writer.close()
+    assert sorted((s[1], s[2], s[6].decode()) for s in stored) == sorted(
+        (w.kind, w.ts_ns, w.payload) for w in want
+    )
