@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.clock import FakeClock
+from gateway.core.records import ActionRecord, AlertState
 from gateway.runtime.queues import BoundedQueue
 from gateway.store import codec
 from gateway.store import writer as writer_module
@@ -76,22 +77,59 @@ async def test_records_are_encoded_on_the_journal_thread_and_stored_as_encoded(
 
     class Deriver:
         async def derive(self, records: Sequence[StoreRecord]) -> list[Row]:
+            taken.set()  # (the writer goes on until it waits for the next batch)
             return [Row("summary", 7, "m1", "", {"frames": len(records)})]
 
         def flush(self) -> list[Row]:
             return []
 
     writer.deriver = Deriver()
-    recs: list[StoreRecord] = [frame(0), score(1), alert(2)]
-    task = asyncio.create_task(writer.run())
-    await q.put_many(recs)
+    taken = asyncio.Event()
+    recs: list[StoreRecord] = []
+    for part in range(3):  # taken in three batches: chunks handed over before the commit
+        more = [frame(part * 1000 + i) for i in range(writer_module.ENCODE_CHUNK)]
+        recs += more
+        await q.put_many(more)
+        if part == 0:
+            task = asyncio.create_task(writer.run())
+        await asyncio.wait_for(taken.wait(), 60)  # hang guard only
+        taken.clear()
+        assert writer.pending == len(recs) + part + 1  # (and a summary per batch)
+    recs += [score(1), alert(2)]
+    await q.put_many(recs[-2:])
     await q.close()
     await task
     assert threads
     assert all(t.startswith("store") for t in threads)
-    want = codec.encode_records([*recs, Row("summary", 7, "m1", "", {"frames": 3})])
-    stored = j.read_stored("t", 10, "bulk") + j.read_stored("t", 10, "priority")
+    assert len(threads) >= 3
+    n = writer_module.ENCODE_CHUNK
+    summaries = [Row("summary", 7, "m1", "", {"frames": k}) for k in (n, n, n, 2)]
+    order: list[StoreRecord | Row] = []
+    for k, summary in enumerate(summaries):  # each batch taken, then its summary
+        order += [*recs[k * n : (k + 1) * n if k < 3 else None], summary]
+    want = codec.encode_records(order)
+    stored = j.read_stored("t", 1000, "bulk") + j.read_stored("t", 1000, "priority")
     writer.close()
-    assert sorted((s[1], s[2], s[6].decode()) for s in stored) == sorted(
+    stored.sort()  # (by seq: the order committed)
+    assert [(s[1], s[2], s[6].decode()) for s in stored] == [
         (w.kind, w.ts_ns, w.payload) for w in want
-    )
+    ]
+
+
+async def test_a_record_that_cannot_be_encoded_is_left_out_and_the_others_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    access = JournalAccess(j)
+    q: BoundedQueue[StoreRecord] = BoundedQueue("records", 1000)
+    writer = StoreWriter(StoreConfig(batch_max=1000, flush_interval_s=60), access, q, FakeClock())
+    bad = ActionRecord("a1", "m1", "r", AlertState.RAISED, 5, "dev:1", object(), "written")  # type: ignore[arg-type]
+    task = asyncio.create_task(writer.run())
+    await q.put_many([frame(0), bad, score(1)])
+    await q.close()
+    await task
+    assert j.count("feature") == 1
+    assert j.count("score") == 1
+    assert j.count("action") == 0
+    writer.close()
+    assert "ActionRecord cannot be encoded" in caplog.text
