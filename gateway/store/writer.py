@@ -159,7 +159,7 @@ class StoreWriter:
                 self._hand_over()
             try:
                 seq, rows = await self.access.call(
-                    _append, self.journal, self._chunks, self.clock.now_ns()
+                    _append, self.journal, list(self._chunks), self.clock.now_ns()
                 )
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
