@@ -2,12 +2,11 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). Records are encoded on that thread too
-(``codec.encode_records``), in chunks of ``ENCODE_CHUNK`` handed to it as they are taken (so a
-commit only encodes the last chunk): the event loop only takes them. A batch holding
-an alert or a sensor event is committed as soon as it is taken, with the records pending before
-it: the journal always holds a prefix of what arrived (nothing committed after something that
-is not).
+journal's thread (fsync never blocks the event loop). Records are encoded on that thread too,
+by the call that commits them (``codec.encode_records``): the event loop only takes them (a
+record that cannot be encoded is logged and left out). A batch holding an alert or a sensor
+event is committed as soon as it is taken, with the records pending before it: the journal
+always holds a prefix of what arrived (nothing committed after something that is not).
 On close it writes everything still queued, then returns. A batch that fails to write (a full
 disk, an I/O error) is kept and retried every ``RETRY_S`` seconds; the failure and the recovery
 are logged once each, never dropped.
@@ -23,7 +22,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from typing import Protocol
 
 from gateway.core.clock import Clock
@@ -36,7 +34,6 @@ from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Journal, Row
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
-ENCODE_CHUNK = 128  #: records handed to the journal's thread to encode at a time
 _PRIORITY = frozenset(PRIORITY_KINDS)
 
 
@@ -66,11 +63,8 @@ class StoreWriter:
     ) -> None:
         self.cfg, self.access, self.inp, self.clock = cfg, access, inp, clock
         self.journal = access.journal
-        #: taken, not yet committed (records and derived rows, in order)
+        #: taken, not yet committed (records and derived rows, in order; encoded at commit)
         self._pending: list[StoreRecord | Row] = []
-        #: the encoding of ``_pending[:_handed]``, chunk by chunk, on the journal's thread
-        self._chunks: list[Future[list[EncodedRow]]] = []
-        self._handed = 0
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
@@ -129,8 +123,6 @@ class StoreWriter:
                 if urgent:
                     await self.flush()  # an alert is committed at once, with what came before
                     continue
-                if len(self._pending) - self._handed >= ENCODE_CHUNK:
-                    self._hand_over()
             except TimeoutError:
                 pass
             except QueueClosed:
@@ -144,22 +136,13 @@ class StoreWriter:
             ):
                 await self.flush()
 
-    def _hand_over(self) -> None:
-        """Have the journal's thread encode the records taken since the last chunk (it runs
-        its calls in order: the chunk is encoded before the next commit runs)."""
-        chunk = self._pending[self._handed :]
-        self._chunks.append(self.access.executor.submit(_encode, chunk))
-        self._handed = len(self._pending)
-
     async def flush(self) -> None:
         """Append the pending batch; on failure keep it and retry after a pause."""
         while self._pending:
             batch = self._pending
-            if self._handed < len(batch):
-                self._hand_over()
             try:
                 seq, rows = await self.access.call(
-                    _append, self.journal, list(self._chunks), self.clock.now_ns()
+                    _append, self.journal, batch, self.clock.now_ns()
                 )
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
@@ -170,7 +153,7 @@ class StoreWriter:
                     self._failing = True
                 await self.clock.sleep(RETRY_S)
                 continue
-            self._pending, self._chunks, self._handed = [], [], 0
+            self._pending = []
             self._committed(rows, seq)
 
     def _committed(self, batch: list[EncodedRow], seq: int) -> None:
@@ -208,9 +191,8 @@ def _encode(chunk: list[StoreRecord | Row]) -> list[EncodedRow]:
 
 
 def _append(
-    journal: Journal, chunks: list[Future[list[EncodedRow]]], now_ns: int
+    journal: Journal, batch: list[StoreRecord | Row], now_ns: int
 ) -> tuple[int, list[EncodedRow]]:
-    """On the journal's thread (after the chunks' encodings, which it ran first): the rows
-    appended; the last seq and the rows. An encoding's error is raised here."""
-    rows = [row for chunk in chunks for row in chunk.result()]
+    """On the journal's thread: ``batch`` encoded and appended; the last seq and the rows."""
+    rows = _encode(batch)
     return journal.append_encoded(rows, now_ns), rows
