@@ -8,15 +8,16 @@ normal). The latest window is never part of the baseline it is compared with: ``
 by ``|z| = |x - mean| / std``. Non-finite feature values count as 0.
 
 Observations are queued (up to ``MAX_PENDING`` frames, about 1024 windows' worth of memory)
-and applied in ``settle`` (``top`` settles first), vectorised across channels: one set of array
-operations per feature layout per round, a round holding at most one observation per channel (so
-each channel's observations apply in their order). The fewer the settles, the larger the rounds
-and the cheaper each observation: callers need not settle.
+and applied in ``settle`` (``top`` settles its asset's first), vectorised across channels: one
+set of array operations per feature layout per round, a round holding at most one observation
+per channel (so each channel's observations apply in their order). The fewer the settles, the
+larger the rounds and the cheaper each observation: callers need not settle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import numpy.typing as npt
@@ -83,12 +84,26 @@ class BaselineBank:
         if len(self._frames) >= MAX_PENDING:
             self.settle()
 
-    def settle(self) -> None:
-        """Apply every queued observation, in order."""
+    def settle(self, asset: str | None = None) -> None:
+        """Apply every queued observation, in order; with ``asset``, that asset's only (the
+        channels are independent: the others stay queued, in order)."""
         frames, learns = self._frames, self._learn
         if not frames:
             return
+        if asset is not None:
+            mine = [f.asset == asset for f in frames]
+            if not any(mine):
+                return
+            if not all(mine):
+                others = [not m for m in mine]
+                self._frames = list(compress(frames, others))
+                self._learn = list(compress(learns, others))
+                self._settle(list(compress(frames, mine)), list(compress(learns, mine)))
+                return
         self._frames, self._learn = [], []
+        self._settle(frames, learns)
+
+    def _settle(self, frames: list[FeatureFrame], learns: list[bool]) -> None:
         slots = self._slots
         found = [slots.get((f.asset, f.channel)) for f in frames]
         known = [
@@ -192,7 +207,7 @@ class BaselineBank:
     def top(self, asset: str, k: int) -> tuple[tuple[str, float], ...]:
         """The ``k`` features of ``asset`` (``channel.name``, z-score) whose latest value
         deviates most from their baseline."""
-        self.settle()
+        self.settle(asset)
         ranked: list[tuple[float, str, float]] = []
         for ch in self._by_asset.get(asset, ()):
             s = self._slots[(asset, ch)]

@@ -16,6 +16,7 @@ Alert ids are ``<rule>@<raise timestamp ns>``: unique and stable across restarts
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.alerts import iso20816
@@ -168,6 +169,53 @@ class AlertEngine:
                     learn = False
                     break
             self.baseline.observe(frame, learn)
+        return out
+
+    def on_items(self, items: Iterable[FeatureFrame | Score]) -> list[AlertEvent]:
+        """``on_frame``/``on_score`` of each item in order; the transitions of all. Items no
+        rule looks at, and scores that cannot transition, take a shorter path."""
+        out: list[AlertEvent] = []
+        frame_rules, score_rules, machine = self._frame_rules, self._score_rules, self._machine
+        assets, models, observe = self.assets, self.models, self.baseline.observe
+        good = Quality.GOOD
+        for it in items:
+            asset = it.asset
+            if type(it) is Score:
+                if it.shadow:
+                    continue
+                mid, ver = it.model_id, it.model_version
+                m = models.get(asset)
+                if m is None or m[0] != mid or m[1] != ver:
+                    m = models[asset] = (mid, ver)
+                x = it.score
+                for name, st, channel, hi, lo in score_rules.get(asset, ()):
+                    if channel is not None and channel != it.channel:
+                        continue
+                    st.model = m
+                    st.last_value = x
+                    st.detail = None  # ("score <x>", made when needed)
+                    if st.active is None and x < hi:  # (no hit: no transition)
+                        st.hits.append(False)
+                    else:
+                        ev = self._step(name, st, x >= hi, x < lo, it.ts_ns)
+                        if ev:
+                            out += ev
+            elif type(it) is FeatureFrame and asset not in frame_rules:
+                if it.quality is good and asset in assets:
+                    learn = True  # (not while the asset has an active machine alert)
+                    for st in machine.get(asset, ()):
+                        if st.active is not None:
+                            learn = False
+                            break
+                    observe(it, learn)
+            elif isinstance(it, FeatureFrame):
+                ev = self.on_frame(it)
+                if ev:
+                    out += ev
+            else:
+                ev = self.on_score(it)
+                if ev:
+                    out += ev
         return out
 
     def tick(self, now_ns: int) -> list[AlertEvent]:

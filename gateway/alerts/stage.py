@@ -147,13 +147,7 @@ class AlertStage:
                 except QueueClosed:
                     return
                 async with self._lock:
-                    events: list[AlertEvent] = []
-                    on_frame, on_score = self.engine.on_frame, self.engine.on_score
-                    for item in items:
-                        ev = on_frame(item) if isinstance(item, FeatureFrame) else on_score(item)
-                        if ev:
-                            events += ev
-                    await self._emit(items, events)
+                    await self._emit(items, self.engine.on_items(items))
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)

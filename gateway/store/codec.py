@@ -23,20 +23,66 @@ StoreRecord = FeatureFrame | Score | AlertEvent | ActionRecord
 
 
 _QUALITY = {q: q.name.lower() for q in Quality}
-#: per feature layout (names, units): its units object and that object's JSON, shared by the
-#: rows of that layout (rows are not modified once made); a gateway has a handful of layouts
-_Layout = tuple[dict[str, str], orjson.Fragment]
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
+
+class _Layout:
+    """A feature layout (names, units): its units object and that object's JSON, shared by the
+    rows of that layout (rows are not modified once made), and what ``encode_frame`` writes
+    around the feature values: ``keys``, the JSON of ``,"<name>":`` of every name but the
+    first (``None`` when the names are empty or repeat: no template), and per (schema,
+    quality) the payload's head (``%`` the two timestamps) up to the first value."""
+
+    __slots__ = ("first", "heads", "keys", "tail", "units", "units_json")
+
+    def __init__(self, names: tuple[str, ...], units: tuple[str, ...]) -> None:
+        self.units = dict(zip(names, units, strict=True))
+        self.units_json = orjson.Fragment(orjson.dumps(self.units))
+        self.keys: tuple[bytes, ...] | None = None
+        self.first = b""
+        if names and len(set(names)) == len(names):
+            self.keys = tuple(b",%s:" % orjson.dumps(n) for n in names[1:])
+            self.first = orjson.dumps(names[0])
+        self.tail = b'},"units":%s}' % orjson.dumps(self.units)
+        self.heads: dict[tuple[str, Quality], bytes] = {}
+
+    def head(self, schema: str, quality: Quality) -> bytes:
+        """``head % (end_ts_ns, gateway_ts_ns)``: the payload up to the first feature value."""
+        got = self.heads.get((schema, quality))
+        if got is None:
+            if len(self.heads) >= _LAYOUTS_MAX:
+                self.heads.clear()
+            got = b'{"end_ts_ns":%%d,"gateway_ts_ns":%%d,"schema":%s,"quality":%s,' % (
+                orjson.dumps(schema).replace(b"%", b"%%"),
+                orjson.dumps(_QUALITY[quality]),
+            )
+            got = self.heads[(schema, quality)] = got + b'"features":{%s:' % self.first.replace(
+                b"%", b"%%"
+            )
+        return got
+
+
+#: per feature layout (names, units); a gateway has a handful of layouts
 _LAYOUTS: dict[tuple[tuple[str, ...], tuple[str, ...]], _Layout] = {}
 _LAYOUTS_MAX = 256  #: layouts made afresh for every frame: start over past this many
+#: the same, by the identities of the tuples (frames of a channel share theirs), which it keeps
+#: (so the identities stay theirs): a lookup that hashes no names
+_BY_ID: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], _Layout]] = {}
 
 
 def _layout(names: tuple[str, ...], units: tuple[str, ...]) -> _Layout:
+    known = _BY_ID.get((id(names), id(units)))
+    if known is not None and known[0] is names and known[1] is units:
+        return known[2]
     got = _LAYOUTS.get((names, units))
     if got is None:
         if len(_LAYOUTS) >= _LAYOUTS_MAX:
             _LAYOUTS.clear()
-        obj = dict(zip(names, units, strict=True))
-        got = _LAYOUTS[(names, units)] = (obj, orjson.Fragment(orjson.dumps(obj)))
+        got = _LAYOUTS[(names, units)] = _Layout(names, units)
+    if len(_BY_ID) >= _LAYOUTS_MAX:
+        _BY_ID.clear()
+    _BY_ID[(id(names), id(units))] = (names, units, got)
     return got
 
 
@@ -64,7 +110,7 @@ def _score_payload(s: Score) -> dict[str, object]:
 def frame_row(f: FeatureFrame) -> Row:
     """A ``FeatureFrame`` as a ``feature`` row at its window start."""
     features = dict(zip(f.names, np.asarray(f.values).tolist(), strict=True))
-    payload = _frame_payload(f, features, _layout(f.names, f.units)[0])
+    payload = _frame_payload(f, features, _layout(f.names, f.units).units)
     return Row("feature", f.start_ts_ns, f.asset, f.channel, payload)
 
 
@@ -135,8 +181,25 @@ _new = tuple.__new__
 
 def encode_frame(f: FeatureFrame) -> EncodedRow:
     """``frame_row(f)`` as stored."""
-    features = dict(zip(f.names, f.values.tolist(), strict=True))
-    payload = orjson.dumps(_frame_payload(f, features, _layout(f.names, f.units)[1])).decode()
+    layout = _layout(f.names, f.units)
+    keys, v, end, gw = layout.keys, f.values, f.end_ts_ns, f.gateway_ts_ns
+    if keys is not None and v.ndim == 1 and type(end) is int and type(gw) is int:
+        dt = v.dtype
+        if dt is _F64 or dt is _F32:
+            # the values' JSON (orjson writes a float64 array's numbers as it writes the same
+            # Python floats; float32 values are written as float64, as ``tolist`` gives them),
+            # each comma then replaced by the next name: numbers hold no "%"
+            try:
+                text = orjson.dumps(v if dt is _F64 else v.astype(np.float64), option=_NUMPY)
+            except TypeError:  # (not contiguous)
+                pass
+            else:
+                head = layout.head(f.schema_version, f.quality) % (end, gw)
+                body = text[1:-1].replace(b",", b"%s") % keys
+                payload = b"".join((head, body, layout.tail)).decode()
+                return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
+    features = dict(zip(f.names, v.tolist(), strict=True))
+    payload = orjson.dumps(_frame_payload(f, features, layout.units_json)).decode()
     return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
 
 
@@ -146,14 +209,17 @@ def encode_score(s: Score) -> EncodedRow:
     return _new(EncodedRow, ("score", s.ts_ns, s.asset, s.channel, s.model_version, payload))
 
 
-def encode_records(records: Iterable[StoreRecord]) -> list[EncodedRow]:
-    """``encode_rows([record_row(r) for r in records])``, faster for features and scores."""
+def encode_records(records: Iterable[StoreRecord | Row]) -> list[EncodedRow]:
+    """``encode_rows([record_row(r) for r in records])``, faster for features and scores (a
+    ``Row`` among them is encoded as it is)."""
     out: list[EncodedRow] = []
     for r in records:
-        if isinstance(r, FeatureFrame):
+        if type(r) is FeatureFrame:
             out.append(encode_frame(r))
-        elif isinstance(r, Score):
+        elif type(r) is Score:
             out.append(encode_score(r))
+        elif isinstance(r, Row):
+            out += encode_rows([r])
         else:
             out += encode_rows([record_row(r)])
     return out

@@ -2,10 +2,11 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). Records are encoded as they arrive, on
-the event loop (``codec.encode_records``), so a commit only inserts. A batch holding an alert or
-a sensor event is committed as soon as it is taken, with the records pending before it: the
-journal always holds a prefix of what arrived (nothing committed after something that is not).
+journal's thread (fsync never blocks the event loop). Records are encoded on that thread too,
+by the call that commits them (``codec.encode_records``): the event loop only takes them (a
+record that cannot be encoded is logged and left out). A batch holding an alert or a sensor
+event is committed as soon as it is taken, with the records pending before it: the journal
+always holds a prefix of what arrived (nothing committed after something that is not).
 On close it writes everything still queued, then returns. A batch that fails to write (a full
 disk, an I/O error) is kept and retried every ``RETRY_S`` seconds; the failure and the recovery
 are logged once each, never dropped.
@@ -24,14 +25,16 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.core.clock import Clock
+from gateway.core.records import AlertEvent
 from gateway.runtime.queues import QueueClosed
 from gateway.store.access import JournalAccess
 from gateway.store.codec import StoreRecord, encode_records
 from gateway.store.config import StoreConfig
-from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Row, encode_rows
+from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Journal, Row
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
+_PRIORITY = frozenset(PRIORITY_KINDS)
 
 
 class RecordSource(Protocol):
@@ -60,7 +63,8 @@ class StoreWriter:
     ) -> None:
         self.cfg, self.access, self.inp, self.clock = cfg, access, inp, clock
         self.journal = access.journal
-        self._pending: list[EncodedRow] = []  # taken, not yet committed (as stored, in order)
+        #: taken, not yet committed (records and derived rows, in order; encoded at commit)
+        self._pending: list[StoreRecord | Row] = []
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
@@ -111,18 +115,19 @@ class StoreWriter:
                     items = await self.inp.get_many(self.cfg.batch_max - len(self._pending))
                 if not self._pending:
                     first_at = loop.time()
-                rows = encode_records(items)
+                self._pending += items
+                urgent = AlertEvent in set(map(type, items))  # (alert and sensor rows)
                 if self.deriver is not None and (derived := await self.deriver.derive(items)):
-                    rows += encode_rows(derived)
-                self._pending += rows
-                if any(r[0] in PRIORITY_KINDS for r in rows):
+                    self._pending += derived
+                    urgent = urgent or not _PRIORITY.isdisjoint(r.kind for r in derived)
+                if urgent:
                     await self.flush()  # an alert is committed at once, with what came before
                     continue
             except TimeoutError:
                 pass
             except QueueClosed:
                 if self.deriver is not None:
-                    self._pending += encode_rows(self.deriver.flush())
+                    self._pending += self.deriver.flush()
                 await self.flush()
                 return
             if self._pending and (
@@ -136,8 +141,8 @@ class StoreWriter:
         while self._pending:
             batch = self._pending
             try:
-                seq = await self.access.call(
-                    self.journal.append_encoded, batch, self.clock.now_ns()
+                seq, rows = await self.access.call(
+                    _append, self.journal, batch, self.clock.now_ns()
                 )
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
@@ -149,7 +154,7 @@ class StoreWriter:
                 await self.clock.sleep(RETRY_S)
                 continue
             self._pending = []
-            self._committed(batch, seq)
+            self._committed(rows, seq)
 
     def _committed(self, batch: list[EncodedRow], seq: int) -> None:
         if self._failing:
@@ -167,3 +172,27 @@ class StoreWriter:
     def close(self) -> None:
         """Close the journal (after its queued calls). Blocking."""
         self.access.close()
+
+
+def _encode(chunk: list[StoreRecord | Row]) -> list[EncodedRow]:
+    """``encode_records(chunk)``; a record that cannot be encoded is logged and left out (the
+    others are kept)."""
+    try:
+        return encode_records(chunk)
+    except (TypeError, ValueError):
+        pass
+    out: list[EncodedRow] = []
+    for r in chunk:
+        try:
+            out += encode_records([r])
+        except (TypeError, ValueError) as exc:
+            log.error("store: a %s cannot be encoded (%s); left out", type(r).__name__, exc)
+    return out
+
+
+def _append(
+    journal: Journal, batch: list[StoreRecord | Row], now_ns: int
+) -> tuple[int, list[EncodedRow]]:
+    """On the journal's thread: ``batch`` encoded and appended; the last seq and the rows."""
+    rows = _encode(batch)
+    return journal.append_encoded(rows, now_ns), rows

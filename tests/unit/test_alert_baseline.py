@@ -53,8 +53,9 @@ observation = st.tuples(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(observation, max_size=60), st.integers(1, 7))
-def test_bank_equals_per_frame_definition(obs: list, settle_every: int) -> None:
+@given(st.lists(observation, max_size=60), st.integers(1, 7), st.sampled_from([None, "m1", "m2"]))
+def test_bank_equals_per_frame_definition(obs: list, settle_every: int, part: str | None) -> None:
+    """Settled every few observations: all of them, or one asset's (``part``) only."""
     a = 0.2
     bank = BaselineBank(a, min_windows=1)
     ref: dict[tuple[str, str], Reference] = {}
@@ -68,7 +69,7 @@ def test_bank_equals_per_frame_definition(obs: list, settle_every: int) -> None:
         else:
             r.observe(f.names, x, learn, a)
         if i % settle_every == 0:
-            bank.settle()
+            bank.settle(part)
     bank.settle()
     for (asset, ch), r in ref.items():
         slot = bank._slots[(asset, ch)]

@@ -30,27 +30,23 @@ async def test_results_in_order_and_all_emitted_at_close() -> None:
     assert [x for r in out for x in r] == [x * 10 for x in range(10)]
 
 
-class CountingExecutor(ThreadPoolExecutor):
-    """One worker; ``second`` is set when a second batch has been submitted."""
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
-        self.submitted = 0
-        self.second = asyncio.Event()
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.submitted += 1
-        if self.submitted == 2:
-            self.second.set()
-        return super().submit(fn, *args, **kwargs)
-
-
-async def test_next_batch_is_queued_while_the_first_runs_and_depth_bounds_it() -> None:
+async def test_next_batch_is_taken_while_the_first_runs_and_depth_bounds_it() -> None:
     q: BoundedQueue[int] = BoundedQueue("q", 100)
     go = threading.Event()
     emitted: list[int] = []
+    taken: list[list[int]] = []
+    second = asyncio.Event()
+    threads: set[str] = set()
+
+    async def get() -> list[int]:
+        items = await q.get_many(1)
+        taken.append(items)
+        if len(taken) == 2:
+            second.set()
+        return items
 
     def work(xs: list[int]) -> int:
+        threads.add(threading.current_thread().name)
         if xs[0] == 0:
             go.wait(60)  # hang guard only
         return xs[0]
@@ -59,18 +55,20 @@ async def test_next_batch_is_queued_while_the_first_runs_and_depth_bounds_it() -
         emitted.append(r)
 
     await q.put_many(range(4))
-    ex = CountingExecutor()
-    task = asyncio.create_task(run_batches(lambda: q.get_many(1), work, emit, ex, depth=2))
-    await asyncio.wait_for(ex.second.wait(), 60)  # hang guard only
+    ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+    task = asyncio.create_task(run_batches(get, work, emit, ex, depth=2))
+    await asyncio.wait_for(second.wait(), 60)  # hang guard only
     for _ in range(20):  # let the loop run: depth 2 holds the third batch back
         await asyncio.sleep(0)
-    assert ex.submitted == 2
+    assert taken == [[0], [1]]
+    assert len(q) == 2
     assert emitted == []
     go.set()
     await q.close()
     await task
     ex.shutdown()
     assert emitted == [0, 1, 2, 3]
+    assert threads == {"stage_0"}  # the executor's one thread
 
 
 async def test_an_error_of_the_work_propagates() -> None:
@@ -86,3 +84,56 @@ async def test_an_error_of_the_work_propagates() -> None:
         await q.put(1)
         with pytest.raises(RuntimeError, match="boom"):
             await run_batches(lambda: q.get_many(1), work, emit, ex)
+
+
+async def test_an_error_of_the_emit_or_the_get_propagates_and_frees_the_worker() -> None:
+    q: BoundedQueue[int] = BoundedQueue("q", 100)
+
+    async def emit(r: int) -> None:
+        raise ValueError("emit failed")
+
+    async def bad_get() -> list[int]:
+        raise OSError("get failed")
+
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        await q.put_many(range(5))
+        with pytest.raises(ValueError, match="emit failed"):
+            await run_batches(lambda: q.get_many(1), lambda xs: xs[0], emit, ex)
+        with pytest.raises(OSError, match="get failed"):
+            await run_batches(bad_get, lambda xs: xs[0], emit, ex)
+        # the worker's job ended with each run: the same executor serves the next one
+        out: list[int] = []
+
+        async def keep(r: int) -> None:
+            out.append(r)
+
+        await q.close()
+        await run_batches(lambda: q.get_many(1), lambda xs: xs[0], keep, ex)
+    assert out == [2, 3, 4]  # (0 failed to emit, 1 was in flight then: both abandoned)
+
+
+async def test_cancelled_run_abandons_its_batches() -> None:
+    q: BoundedQueue[int] = BoundedQueue("q", 100)
+    go = threading.Event()
+    started = threading.Event()
+    ran: list[int] = []
+
+    def work(xs: list[int]) -> int:
+        started.set()
+        go.wait(60)  # hang guard only
+        ran.append(xs[0])
+        return xs[0]
+
+    async def emit(r: int) -> None:
+        pass
+
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        await q.put_many(range(3))
+        task = asyncio.create_task(run_batches(lambda: q.get_many(1), work, emit, ex))
+        await asyncio.wait_for(asyncio.to_thread(started.wait, 60), 60)  # hang guard only
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go.set()
+    assert ran == [0]  # the running batch finished; the one queued behind it was dropped
+    assert len(q) == 1  # depth 2: the third was never taken

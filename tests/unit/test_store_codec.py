@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core.records import ActionRecord, AlertState, FeatureFrame, Quality, Score
 from gateway.store import codec
@@ -61,6 +63,37 @@ def test_layouts_made_afresh_for_every_frame_keep_the_cache_bounded() -> None:
     ]
     got = encode_records(recs)
     assert len(codec._LAYOUTS) <= codec._LAYOUTS_MAX
+    assert len(codec._BY_ID) <= codec._LAYOUTS_MAX
     assert [decode_payload(r.payload)["units"] for r in got] == [
         {f"f{k}": f"u{i}" for k in range(4)} for i in range(len(recs))
     ]
+
+
+_name = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+_number = st.floats(width=64) | st.sampled_from([0.0, -0.0, 1e16, 1e-5, 5e-324, 0.1 + 0.2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_name, _name, _number), max_size=8),
+    st.sampled_from(["float64", "float32", "strided"]),
+    st.sampled_from(list(Quality)),
+    _name,
+    st.integers(0, 2**63 - 1),
+)
+def test_any_frame_is_stored_as_record_row_stores_it(
+    feats: list[tuple[str, str, float]], kind: str, quality: Quality, schema: str, ts: int
+) -> None:
+    """Whatever the names (repeated, empty, quoted, with ``%``), units, values (NaN, infinite,
+    float32, not contiguous), quality and schema, the feature row ``encode_records`` stores is
+    the one ``encode_rows(record_row(...))`` stores."""
+    names = tuple(n for n, _, _ in feats)
+    units = tuple(u for _, u, _ in feats)
+    values = np.array([v for _, _, v in feats], dtype=np.float64)
+    if kind == "float32":
+        with np.errstate(over="ignore"):
+            values = values.astype(np.float32)
+    elif kind == "strided":
+        values = np.repeat(values, 2)[::2]
+    f = FeatureFrame("m1", "c", ts, ts, ts, schema, names, units, values, quality)
+    assert encode_records([f, f]) == encode_rows([record_row(f)] * 2)
