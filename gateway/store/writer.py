@@ -68,6 +68,8 @@ class StoreWriter:
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
+        #: records left out because they could not be encoded (each logged)
+        self.encode_errors = 0
         self._failing = False
         self.flushed = asyncio.Event()  # set after every commit (waiters clear it)
         #: when set, rows it derives from each batch are journaled with it
@@ -88,6 +90,7 @@ class StoreWriter:
             "last_seq": self.last_seq,
             "pending": len(self._pending),
             "write_errors": self.write_errors,
+            "encode_errors": self.encode_errors,
             "state": "failing" if self._failing else "ok",
             "drops": dict(self.journal.drops),
             "pruned": self.journal.pruned,
@@ -154,6 +157,7 @@ class StoreWriter:
                 await self.clock.sleep(RETRY_S)
                 continue
             self._pending = []
+            self.encode_errors += len(batch) - len(rows)  # (one row per record otherwise)
             self._committed(rows, seq)
 
     def _committed(self, batch: list[EncodedRow], seq: int) -> None:

@@ -130,5 +130,7 @@ async def test_a_record_that_cannot_be_encoded_is_left_out_and_the_others_kept(
     assert j.count("feature") == 1
     assert j.count("score") == 1
     assert j.count("action") == 0
+    assert writer.status()["encode_errors"] == 1
+    assert writer.written == 2
     writer.close()
     assert "ActionRecord cannot be encoded" in caplog.text
