@@ -2,9 +2,10 @@
 
 Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max`` records or
 ``flush_interval_s``, whichever comes first, and appends each batch in one transaction on the
-journal's thread (fsync never blocks the event loop). Records are encoded on that thread too,
-by the call that commits them (``codec.encode_records``): the event loop only takes them (a
-record that cannot be encoded is logged and left out). A batch holding an alert or a sensor
+journal's thread (fsync never blocks the event loop). Records are encoded as they are taken,
+on the event loop (``codec.encode_records``), so that a commit only inserts and an alert's
+commit does not wait for the encoding of what came before it (a record that cannot be encoded
+is logged, counted and left out). A batch holding an alert or a sensor
 event is committed as soon as it is taken, with the records pending before it: the journal
 always holds a prefix of what arrived (nothing committed after something that is not).
 On close it writes everything still queued, then returns. A batch that fails to write (a full
@@ -30,7 +31,7 @@ from gateway.runtime.queues import QueueClosed
 from gateway.store.access import JournalAccess
 from gateway.store.codec import StoreRecord, encode_records
 from gateway.store.config import StoreConfig
-from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Journal, Row
+from gateway.store.journal import PRIORITY_KINDS, EncodedRow, Row
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
@@ -63,8 +64,8 @@ class StoreWriter:
     ) -> None:
         self.cfg, self.access, self.inp, self.clock = cfg, access, inp, clock
         self.journal = access.journal
-        #: taken, not yet committed (records and derived rows, in order; encoded at commit)
-        self._pending: list[StoreRecord | Row] = []
+        #: taken, not yet committed (as stored, in order)
+        self._pending: list[EncodedRow] = []
         self.written = 0
         self.last_seq = 0
         self.write_errors = 0
@@ -118,10 +119,10 @@ class StoreWriter:
                     items = await self.inp.get_many(self.cfg.batch_max - len(self._pending))
                 if not self._pending:
                     first_at = loop.time()
-                self._pending += items
+                self._pending += self._encode(items)
                 urgent = AlertEvent in set(map(type, items))  # (alert and sensor rows)
                 if self.deriver is not None and (derived := await self.deriver.derive(items)):
-                    self._pending += derived
+                    self._pending += self._encode(derived)
                     urgent = urgent or not _PRIORITY.isdisjoint(r.kind for r in derived)
                 if urgent:
                     await self.flush()  # an alert is committed at once, with what came before
@@ -130,7 +131,7 @@ class StoreWriter:
                 pass
             except QueueClosed:
                 if self.deriver is not None:
-                    self._pending += self.deriver.flush()
+                    self._pending += self._encode(self.deriver.flush())
                 await self.flush()
                 return
             if self._pending and (
@@ -144,8 +145,8 @@ class StoreWriter:
         while self._pending:
             batch = self._pending
             try:
-                seq, rows = await self.access.call(
-                    _append, self.journal, batch, self.clock.now_ns()
+                seq = await self.access.call(
+                    self.journal.append_encoded, batch, self.clock.now_ns()
                 )
             except (sqlite3.OperationalError, OSError) as exc:
                 self.write_errors += 1
@@ -157,8 +158,7 @@ class StoreWriter:
                 await self.clock.sleep(RETRY_S)
                 continue
             self._pending = []
-            self.encode_errors += len(batch) - len(rows)  # (one row per record otherwise)
-            self._committed(rows, seq)
+            self._committed(batch, seq)
 
     def _committed(self, batch: list[EncodedRow], seq: int) -> None:
         if self._failing:
@@ -173,30 +173,22 @@ class StoreWriter:
         self.written += len(batch)
         self.last_seq = seq
 
+    def _encode(self, chunk: Sequence[StoreRecord | Row]) -> list[EncodedRow]:
+        """``encode_records(chunk)``; a record that cannot be encoded is logged, counted and
+        left out (the others are kept)."""
+        try:
+            return encode_records(chunk)
+        except (TypeError, ValueError):
+            pass
+        out: list[EncodedRow] = []
+        for r in chunk:
+            try:
+                out += encode_records([r])
+            except (TypeError, ValueError) as exc:
+                self.encode_errors += 1
+                log.error("store: a %s cannot be encoded (%s); left out", type(r).__name__, exc)
+        return out
+
     def close(self) -> None:
         """Close the journal (after its queued calls). Blocking."""
         self.access.close()
-
-
-def _encode(chunk: list[StoreRecord | Row]) -> list[EncodedRow]:
-    """``encode_records(chunk)``; a record that cannot be encoded is logged and left out (the
-    others are kept)."""
-    try:
-        return encode_records(chunk)
-    except (TypeError, ValueError):
-        pass
-    out: list[EncodedRow] = []
-    for r in chunk:
-        try:
-            out += encode_records([r])
-        except (TypeError, ValueError) as exc:
-            log.error("store: a %s cannot be encoded (%s); left out", type(r).__name__, exc)
-    return out
-
-
-def _append(
-    journal: Journal, batch: list[StoreRecord | Row], now_ns: int
-) -> tuple[int, list[EncodedRow]]:
-    """On the journal's thread: ``batch`` encoded and appended; the last seq and the rows."""
-    rows = _encode(batch)
-    return journal.append_encoded(rows, now_ns), rows
