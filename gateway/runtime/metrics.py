@@ -167,9 +167,11 @@ def _store(store: Mapping[str, Any]) -> Iterator[Metric]:
     pending.add_metric([], _num(store.get("pending")))
     errs = CounterMetricFamily("pdm_store_write_errors", "Failed journal writes")
     errs.add_metric([], _num(store.get("write_errors")))
+    bad = CounterMetricFamily("pdm_store_encode_errors", "Records left out: not encodable")
+    bad.add_metric([], _num(store.get("encode_errors")))
     ok = GaugeMetricFamily("pdm_store_ok", "1 while the store writes")
     ok.add_metric([], 0.0 if store.get("state") == "failing" else 1.0)
-    yield from (written, pending, errs, ok)
+    yield from (written, pending, errs, bad, ok)
     if "bytes" in store:
         b = GaugeMetricFamily("pdm_store_bytes", "Journal size on disk")
         b.add_metric([], _num(store.get("bytes")))

@@ -18,7 +18,7 @@ def snap(**over: Any) -> dict[str, Any]:
         },
         "stages": {"dsp": {"state": "running", "restarts": 0, "last_error": None}},
         "queues": {"samples": {"depth": 3, "size": 512, "dropped": 0, "accepted": 9}},
-        "store": {"state": "ok", "written": 5, "pending": 0, "write_errors": 0},
+        "store": {"state": "ok", "written": 5, "pending": 0, "write_errors": 0, "encode_errors": 2},
         "loop_lag": {"last_s": 0.001, "max_s": 0.01, "mean_s": 0.002},
         "dsp": {"frames": 7, "gaps": {"m1_vib": 2}},
     }
@@ -94,6 +94,7 @@ def test_metrics_parse_and_carry_the_named_series() -> None:
     assert m[("pdm_queue_depth", (("queue", "samples"),))] == 3.0
     assert m[("pdm_loop_lag_seconds", (("stat", "max"),))] == 0.01
     assert m[("pdm_store_backlog_records", (("sink", "influxdb"),))] == 42.0
+    assert m[("pdm_store_encode_errors_total", ())] == 2.0
     assert m[("pdm_store_backlog_oldest_age_seconds", (("sink", "influxdb"),))] == 12.5
     assert m[("pdm_uplink_state", (("sink", "influxdb"), ("state", "down")))] == 1.0
     assert m[("pdm_inference_latency_seconds", ())] == 0.0004
