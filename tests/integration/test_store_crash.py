@@ -106,6 +106,12 @@ async def check_server(vm: VictoriaMetrics, path: Path) -> None:
     feats = sorted(int(r.payload["features"]["i"]) for r in rows if r.kind == "feature")  # type: ignore[index]
     assert feats == list(range(len(feats)))  # contiguous: the producer resumed where it stopped
     got = await vm.values("feature_i")
+    # the server's export can lag what it accepted (seen under heavy load, even after its
+    # force_flush): read again until it shows as many values, for at most a minute
+    deadline = asyncio.get_running_loop().time() + 60
+    while len(got) < len(feats) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)  # polling the server's export, not waiting a fixed time
+        got = await vm.values("feature_i")
     assert sorted(int(v) for _, _, v in got) == feats  # each once: no loss, no duplicate
     for labels, ts, v in got:
         assert ts == (T0 + int(v) * STEP_NS) // 1_000_000
