@@ -26,6 +26,7 @@ from gateway.dsp.spectral import log_bands
 from gateway.inference.calibrate import export_baseline
 from gateway.inference.features import DEFAULT_MAX_FRACTION, model_features, requirements
 from gateway.inference.manifest import Manifest
+from gateway.store import layouts
 
 F64 = npt.NDArray[np.float64]
 _BAND = re.compile(r"^band_(\d+)_(\d+)hz_ms$")
@@ -53,11 +54,17 @@ def stored_frames(
             f"AND channel IN ({marks}) AND ts_ns >= ? ORDER BY ts_ns",
             (*channels, since_ns or 0),
         ).fetchall()
+        known = layouts.load(db)
     except sqlite3.Error as exc:
         raise ConfigError([("", f"{store}: cannot read: {exc}")]) from None
     finally:
         db.close()
-    return [(int(t), str(c), json.loads(p)["features"]) for t, c, p in rows]
+    out: list[tuple[int, str, dict[str, float | None]]] = []
+    for t, c, p in rows:
+        features = layouts.expand(json.loads(p), known).get("features")
+        if isinstance(features, dict):  # (a row whose layout is unknown has none)
+            out.append((int(t), str(c), features))
+    return out
 
 
 def calibrate_from_live(

@@ -5,8 +5,9 @@ Kinds: ``feature`` (FeatureFrame), ``score`` (Score), ``alert`` (AlertEvent of c
 stored as JSON ``null`` (a value that could not be computed); the uplink leaves them out.
 
 ``encode_records`` is the store writer's path: records straight to rows as stored
-(``EncodedRow``), the same JSON ``encode_rows(record_row(r))`` gives, without the ``Row`` and
-with each feature layout's ``units`` object serialized once.
+(``EncodedRow``), without the ``Row``: feature rows compact (their values, with the id of their
+layout of names and units: ``gateway.store.layouts``), any other row the same JSON
+``encode_rows(record_row(r))`` gives. A reader gets ``record_row(r)``'s payload back either way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import orjson
 
 from gateway.core.records import ActionRecord, AlertEvent, FeatureFrame, Quality, Score
+from gateway.store import layouts
 from gateway.store.journal import EncodedRow, Row, encode_rows
 
 StoreRecord = FeatureFrame | Score | AlertEvent | ActionRecord
@@ -29,36 +31,32 @@ _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
 
 class _Layout:
     """A feature layout (names, units): its units object and that object's JSON, shared by the
-    rows of that layout (rows are not modified once made), and what ``encode_frame`` writes
-    around the feature values: ``keys``, the JSON of ``,"<name>":`` of every name but the
-    first (``None`` when the names are empty or repeat: no template), and per (schema,
-    quality) the payload's head (``%`` the two timestamps) up to the first value."""
+    rows of that layout (rows are not modified once made), its id for compact rows (``None``:
+    its rows are stored in full), and per (schema, quality) the head of its compact payload
+    (``%`` the two timestamps) up to the values."""
 
-    __slots__ = ("first", "heads", "keys", "tail", "units", "units_json")
+    __slots__ = ("heads", "id", "units", "units_json")
 
     def __init__(self, names: tuple[str, ...], units: tuple[str, ...]) -> None:
         self.units = dict(zip(names, units, strict=True))
         self.units_json = orjson.Fragment(orjson.dumps(self.units))
-        self.keys: tuple[bytes, ...] | None = None
-        self.first = b""
-        if names and len(set(names)) == len(names):
-            self.keys = tuple(b",%s:" % orjson.dumps(n) for n in names[1:])
-            self.first = orjson.dumps(names[0])
-        self.tail = b'},"units":%s}' % orjson.dumps(self.units)
+        self.id = layouts.register(names, units)
         self.heads: dict[tuple[str, Quality], bytes] = {}
 
     def head(self, schema: str, quality: Quality) -> bytes:
-        """``head % (end_ts_ns, gateway_ts_ns)``: the payload up to the first feature value."""
+        """``head % (end_ts_ns, gateway_ts_ns)``: the compact payload up to its values."""
         got = self.heads.get((schema, quality))
         if got is None:
             if len(self.heads) >= _LAYOUTS_MAX:
                 self.heads.clear()
-            got = b'{"end_ts_ns":%%d,"gateway_ts_ns":%%d,"schema":%s,"quality":%s,' % (
-                orjson.dumps(schema).replace(b"%", b"%%"),
-                orjson.dumps(_QUALITY[quality]),
-            )
-            got = self.heads[(schema, quality)] = got + b'"features":{%s:' % self.first.replace(
-                b"%", b"%%"
+            got = self.heads[(schema, quality)] = (
+                b'{"end_ts_ns":%%d,"gateway_ts_ns":%%d,"schema":%s,"quality":%s,'
+                b'"layout":"%s","values":'
+                % (
+                    orjson.dumps(schema).replace(b"%", b"%%"),
+                    orjson.dumps(_QUALITY[quality]),
+                    str(self.id).encode(),
+                )
             )
         return got
 
@@ -180,26 +178,39 @@ _new = tuple.__new__
 
 
 def encode_frame(f: FeatureFrame) -> EncodedRow:
-    """``frame_row(f)`` as stored."""
+    """``f`` as a compact feature row (``gateway.store.layouts``; in full, as ``frame_row`` gives
+    it, when its layout has no id): a reader gets ``frame_row(f)``'s payload back."""
     layout = _layout(f.names, f.units)
-    keys, v, end, gw = layout.keys, f.values, f.end_ts_ns, f.gateway_ts_ns
-    if keys is not None and v.ndim == 1 and type(end) is int and type(gw) is int:
+    v = f.values
+    if layout.id is None:
+        features = dict(zip(f.names, v.tolist(), strict=True))
+        payload = orjson.dumps(_frame_payload(f, features, layout.units_json)).decode()
+        return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
+    end, gw = f.end_ts_ns, f.gateway_ts_ns
+    if v.ndim == 1 and type(end) is int and type(gw) is int:
         dt = v.dtype
         if dt is _F64 or dt is _F32:
-            # the values' JSON (orjson writes a float64 array's numbers as it writes the same
-            # Python floats; float32 values are written as float64, as ``tolist`` gives them),
-            # each comma then replaced by the next name: numbers hold no "%"
+            # orjson writes a float64 array's numbers as it writes the same Python floats
+            # (float32 values are written as float64, as ``tolist`` gives them)
             try:
                 text = orjson.dumps(v if dt is _F64 else v.astype(np.float64), option=_NUMPY)
             except TypeError:  # (not contiguous)
                 pass
             else:
                 head = layout.head(f.schema_version, f.quality) % (end, gw)
-                body = text[1:-1].replace(b",", b"%s") % keys
-                payload = b"".join((head, body, layout.tail)).decode()
-                return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
-    features = dict(zip(f.names, v.tolist(), strict=True))
-    payload = orjson.dumps(_frame_payload(f, features, layout.units_json)).decode()
+                text = b"%s%s}" % (head, text)
+                return _new(
+                    EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", text.decode())
+                )
+    compact = {
+        "end_ts_ns": end,
+        "gateway_ts_ns": gw,
+        "schema": f.schema_version,
+        "quality": _QUALITY[f.quality],
+        "layout": layout.id,
+        "values": v.tolist(),
+    }
+    payload = orjson.dumps(compact).decode()
     return _new(EncodedRow, ("feature", f.start_ts_ns, f.asset, f.channel, "", payload))
 
 
@@ -210,8 +221,8 @@ def encode_score(s: Score) -> EncodedRow:
 
 
 def encode_records(records: Iterable[StoreRecord | Row]) -> list[EncodedRow]:
-    """``encode_rows([record_row(r) for r in records])``, faster for features and scores (a
-    ``Row`` among them is encoded as it is)."""
+    """``records`` as stored: features as compact rows (``encode_frame``), every other record as
+    ``encode_rows([record_row(r)])`` (a ``Row`` among them as it is)."""
     out: list[EncodedRow] = []
     for r in records:
         if type(r) is FeatureFrame:

@@ -18,7 +18,10 @@ is left (each such drop is logged as an error). Records older than ``max_age_s``
 ``priority_max_age_s`` are deleted too. Every unacknowledged record deleted is a *drop*,
 counted by kind in ``drops``.
 
-Payloads are stored as compact JSON (orjson; non-finite numbers as ``null``). Only the priority
+Payloads are stored as compact JSON (orjson; non-finite numbers as ``null``). Feature rows the
+store writer encodes hold their values only, their names and units being stored once in the
+``layouts`` table (``gateway.store.layouts``: each registered layout is stored with the first rows
+appended after it was registered); ``read`` gives every feature payload in full. Only the priority
 lane is indexed (a partial index), so bulk appends cost no index update.
 
 The journal is used from one thread at a time (see ``JournalAccess``).
@@ -41,6 +44,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from gateway.core.errors import ResourceUnavailableError
+from gateway.store import layouts
+from gateway.store.layouts import Layout
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,8 @@ ROW_OVERHEAD = 48  # approximate bytes a row costs beyond its text columns
 WAL_MAX_BYTES = 1 << 20  # WAL checkpoint threshold (SQLite's default is 1000 pages)
 AGE_CHECK_NS = 10_000_000_000  # age eviction runs at most this often (it scans the table)
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -83,6 +89,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL
 );
 """
+    + layouts.LAYOUTS_SCHEMA
+)
 
 _COLS = "seq, kind, ts_ns, asset, channel, model_version, payload"
 #: the priority kinds as SQL literals: with literals (not bound parameters) SQLite can prove a
@@ -158,9 +166,12 @@ class Bounds:
     low_water: float = 0.9
 
 
-def _row(t: tuple[int, str, int, str, str, str, str]) -> Row:
+def _row(t: tuple[int, str, int, str, str, str, str], known: dict[str, Layout]) -> Row:
     s, k, ts, a, c, m, p = t
-    return Row(k, ts, a, c, decode_payload(p), m, s)  # (positional: half the cost of keywords)
+    payload = decode_payload(p)
+    if k == "feature" and "layout" in payload:
+        payload = layouts.expand(payload, known)
+    return Row(k, ts, a, c, payload, m, s)  # (positional: half the cost of keywords)
 
 
 class Journal:
@@ -193,6 +204,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             self._db.executescript(SCHEMA)
+            #: the feature layouts stored in this journal, by id
+            self.layouts: dict[str, Layout] = layouts.load(self._db)
+            self._registered_seen = 0  # registered layouts already looked at
             (self.page_size,) = self._db.execute("PRAGMA page_size").fetchone()
             # the WAL is checkpointed at an eighth of the budget (at most 1 MB) and gets a
             # quarter of it: room for one more transaction
@@ -246,7 +260,18 @@ class Journal:
         self.pruned += self._pruned_tx
         if evicted:  # give the WAL back its space at once
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        seen = self._registered_seen
+        new: dict[str, Layout] = {}
+        if len(layouts.REGISTERED) != seen:  # (layouts are only ever added)
+            now = layouts.REGISTERED.copy()  # (registered from other threads meanwhile)
+            new = {k: v for k, v in now.items() if k not in self.layouts}
+            seen = len(now)
         with self._tx():
+            if new:  # with the rows that may use them
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO layouts(id, names, units) VALUES (?, ?, ?)",
+                    layouts.rows(new),
+                )
             cur = self._db.executemany(
                 "INSERT INTO records(kind, ts_ns, asset, channel, model_version, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -255,6 +280,8 @@ class Journal:
             last = cur.lastrowid
             if last is None:  # executemany does not always report it
                 (last,) = self._db.execute("SELECT max(seq) FROM records").fetchone()
+        self.layouts.update(new)  # (once committed)
+        self._registered_seen = seen
         return int(last)
 
     def limit_pages(self, pages: int | None) -> None:
@@ -270,13 +297,15 @@ class Journal:
     ) -> list[Row]:
         """Up to ``limit`` records of ``lane`` after ``sink``'s cursor for it (or after ``after``),
         in ``seq`` order."""
-        return [_row(t) for t in self._select(_COLS, sink, limit, lane, after)]
+        known = self.layouts
+        return [_row(t, known) for t in self._select(_COLS, sink, limit, lane, after)]
 
     def read_stored(
         self, sink: str, limit: int, lane: str = "bulk", after: int | None = None
     ) -> list[StoredRow]:
         """``read`` without decoding the payloads: each record as stored, its payload the UTF-8
-        bytes of its JSON text (for encoders that work on the text, like the uplink's)."""
+        bytes of its JSON text (for encoders that work on the text, like the uplink's; compact
+        feature payloads as they are: ``self.layouts`` has their layouts)."""
         return self._select(_STORED_COLS, sink, limit, lane, after)
 
     def _select(self, cols: str, sink: str, limit: int, lane: str, after: int | None) -> list[Any]:
@@ -333,7 +362,7 @@ class Journal:
         rows = self._db.execute(
             f"SELECT {_COLS}, reason FROM dead_letters WHERE sink = ? ORDER BY id", (sink,)
         ).fetchall()
-        return [(_row(t[:7]), t[7]) for t in rows]
+        return [(_row(t[:7], self.layouts), t[7]) for t in rows]
 
     # -- inspection --------------------------------------------------------------------------
 

@@ -225,13 +225,14 @@ class InfluxForwarder:
             b.body = None
         send, send_lines = b.send, b.send_lines
         kinds, asset_bytes = b.kinds, b.asset_bytes
+        known = journal.layouts
         for i, t in enumerate(rows):
             ref = refs[i]
             if keep is not None and not keep[i]:
                 b.skipped_by_asset[ref.asset] += 1
                 continue
             try:
-                line = stored_line(t)
+                line = stored_line(t, known)
             except ValueError:  # (unencodable: acknowledged with the batch, never sent)
                 continue
             send.append(ref)

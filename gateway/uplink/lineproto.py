@@ -23,20 +23,25 @@ faster on the drain path. Feature records whose feature names need no escaping a
 are all numbers (the usual case) are encoded in one pass over their JSON form.
 
 ``stored_line`` encodes a record as the journal stores it (its payload's JSON bytes, not
-decoded): feature and score payloads in the store's own layout are turned into their line by
-matching and rewriting the JSON text (the same line ``to_line`` makes, as bytes, at a fraction
-of the cost of decoding the payload); any other payload is decoded and given to ``to_line``.
+decoded): feature and score payloads in the store's own layouts (compact feature rows with the
+journal's ``layouts``, and feature rows in full) are turned into their line by matching and
+rewriting the JSON text (the same line ``to_line`` makes of the row ``Journal.read`` gives, as
+bytes, at a fraction of the cost of decoding the payload); any other payload is decoded (a
+compact one expanded) and given to ``to_line``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 
 import orjson
 
+from gateway.store import layouts as layouts_
 from gateway.store.journal import Row, StoredRow, decode_payload
+from gateway.store.layouts import Layout
 
 QUALITY = {"good": 0, "uncertain": 1, "bad": 2}
 STATE_CODE = {"raised": 1, "acknowledged": 2, "cleared": 3}
@@ -224,6 +229,18 @@ _STORED_SCORE = re.compile(
     + _FLOAT_RE
     + rb'),"shadow":(true|false)\}'
 )
+#: a compact feature payload (``gateway.store.layouts``) whose values are all numbers: groups
+#: quality, layout id, values
+_STORED_COMPACT = re.compile(
+    rb'\{"end_ts_ns":-?[0-9]++,"gateway_ts_ns":-?[0-9]++,"schema":"(?:[^"\\]|\\.)*+",'
+    rb'"quality":"([a-z]*)","layout":"([0-9a-f]++)",'
+    rb'"values":\[((?:-?+[0-9][0-9.eE+-]*+,)*+-?+[0-9][0-9.eE+-]*+)\]\}'
+)
+#: per layout id: the field keys of its values (``b"name="``, then ``b",name="`` for each
+#: other name), or ``None`` when a name needs escaping or repeats (the general path decides)
+_Keys = tuple[bytes, tuple[bytes, ...]]
+_COMPACT_KEYS: dict[bytes, _Keys | None] = {}
+_COMPACT_KEYS_MAX = 4096
 _QUALITY_FIELD = {k.encode(): f",quality={v}i ".encode() for k, v in QUALITY.items()}
 _QUALITY_UNKNOWN = f",quality={QUALITY['bad']}i ".encode()
 _JSON_TO_FIELDS = bytes.maketrans(b":", b"=")
@@ -257,6 +274,42 @@ def _stored_feature(asset: str, channel: str, mv: str, ts_ns: int, p: bytes) -> 
     return b"%s%s%s%d" % (_feature_head_b(asset, channel, mv), fields, quality, ts_ns)
 
 
+def _compact_keys(key: bytes, known: Mapping[str, Layout]) -> _Keys | None:
+    got = _COMPACT_KEYS.get(key, False)
+    if got is False:
+        layout = known.get(key.decode())
+        if layout is None:
+            return None  # (not cached: the journal may know it later)
+        names = layout[0]
+        got = None
+        if names and _plain(names) and len(set(names)) == len(names):
+            got = (names[0].encode() + b"=", tuple(b",%s=" % n.encode() for n in names[1:]))
+        if len(_COMPACT_KEYS) >= _COMPACT_KEYS_MAX:
+            _COMPACT_KEYS.clear()
+        _COMPACT_KEYS[key] = got
+    return got  # type: ignore[return-value]
+
+
+def _stored_compact(
+    asset: str, channel: str, mv: str, ts_ns: int, p: bytes, known: Mapping[str, Layout]
+) -> bytes | None:
+    """The line of a compact feature payload, or ``None`` unless its values are all numbers and
+    its layout's names are plain and distinct (then the general path decides)."""
+    m = _STORED_COMPACT.fullmatch(p)
+    if m is None:
+        return None
+    keys = _compact_keys(m[2], known)
+    if keys is None:
+        return None
+    first, rest = keys
+    values = m[3]
+    if values.count(b",") != len(rest):
+        return None
+    fields = first + values.replace(b",", b"%s") % rest  # (numbers hold no "%")
+    quality = _QUALITY_FIELD.get(m[1], _QUALITY_UNKNOWN)
+    return b"%s%s%s%d" % (_feature_head_b(asset, channel, mv), fields, quality, ts_ns)
+
+
 def _stored_score(asset: str, channel: str, mv: str, ts_ns: int, p: bytes) -> bytes | None:
     m = _STORED_SCORE.fullmatch(p)
     if m is None or not math.isfinite(float(m[2]) + float(m[3])):
@@ -265,15 +318,21 @@ def _stored_score(asset: str, channel: str, mv: str, ts_ns: int, p: bytes) -> by
     return b"%s%s,threshold=%s %d" % (head, m[2], m[3], ts_ns)
 
 
-def stored_line(t: StoredRow) -> bytes:
-    """``to_line`` of a stored record, UTF-8 encoded (``ValueError`` as there)."""
+def stored_line(t: StoredRow, layouts: Mapping[str, Layout]) -> bytes:
+    """``to_line`` of a stored record as ``Journal.read`` gives it, UTF-8 encoded (``ValueError``
+    as there); ``layouts`` are the journal's (``Journal.layouts``)."""
     seq, kind, ts_ns, asset, channel, mv, payload = t
     line = None
     if kind == "feature":
-        line = _stored_feature(asset, channel, mv, ts_ns, payload)
+        if b'"layout":' in payload:
+            line = _stored_compact(asset, channel, mv, ts_ns, payload, layouts)
+        else:
+            line = _stored_feature(asset, channel, mv, ts_ns, payload)
     elif kind == "score":
         line = _stored_score(asset, channel, mv, ts_ns, payload)
     if line is not None:
         return line
-    row = Row(kind, ts_ns, asset, channel, decode_payload(payload.decode()), mv, seq)
-    return to_line(row).encode()
+    decoded = decode_payload(payload.decode())
+    if kind == "feature" and "layout" in decoded:
+        decoded = layouts_.expand(decoded, layouts)
+    return to_line(Row(kind, ts_ns, asset, channel, decoded, mv, seq)).encode()

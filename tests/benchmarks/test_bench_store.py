@@ -9,14 +9,15 @@
    (DSP, the shipped LiteRT model, alerts, store) runs 256 vibration channels at 25.6 kHz (the
    end-to-end benchmark's load) on a simulated healthy machine's signal, fed as fast as it takes
    it, and the live rate is the records it stored per second of signal in the steady state (one
-   feature record and one score per 80 ms hop and channel). Those stored records, repeated at
-   later times (distinct keys), make the backlog. The forwarder, with the forwarding selector as
-   the gateway installs it, sends the backlog to a real server (VictoriaMetrics on loopback,
-   gzip, batches of 5000, no rate cap); each run is a new sink sending everything again (re-sent
-   points overwrite). The rate is taken after the first two batches (warm-up: connection, caches)
-   to the last; the gateway process's CPU time over the same span is reported as CPU per record
-   and as a fraction of one core (the wall rate also depends on the server, which shares the
-   machine). Goal: >= 20x (median of three runs; the range is printed).
+   feature record and one score per 80 ms hop and channel). Those records as stored (compact
+   feature rows), repeated at later times (distinct keys), make the backlog. The forwarder, with
+   the forwarding selector as the gateway installs it, sends the backlog to a real server
+   (VictoriaMetrics on loopback, gzip, batches of 5000, no rate cap); each run is a new sink
+   sending everything again (re-sent points overwrite). The rate is taken after the first two
+   batches (warm-up: connection, caches) to the last; the gateway process's CPU time over the same
+   span is reported as CPU per record and as a fraction of one core (the wall rate also depends on
+   the server, which shares the machine). Goal: >= 20x (median of three runs; the range is
+   printed).
    Server ceiling, the baseline of the drain: the backlog's request bodies, made beforehand by
    the forwarder's own encoding (same selection, line protocol, batches and gzip), POSTed by a
    bare aiohttp client to the same endpoint as fast as the server takes them, with 1 and with 2
@@ -55,7 +56,7 @@ from gateway.forwarding.config import ForwardingConfig
 from gateway.forwarding.selection import DetailSelector
 from gateway.runtime.pipeline import Pipeline
 from gateway.store.access import JournalAccess
-from gateway.store.journal import Journal, Row, encode_rows
+from gateway.store.journal import EncodedRow, Journal, Row, encode_rows
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.forwarder import InfluxForwarder
 from simulators.machine import Machine, MachineSpec
@@ -161,9 +162,9 @@ def test_bench_durable_appends_vs_bare_executemany(tmp_path: Path, bench: Bench)
     )
 
 
-async def pipeline_records(tmp: Path) -> tuple[list[Row], float]:
-    """The records the gateway stores for ``CHANNELS`` channels fed ``SIGNAL_S`` of signal, and
-    its live rate (records per second of signal, steady state)."""
+async def pipeline_records(tmp: Path) -> tuple[list[EncodedRow], float]:
+    """The records the gateway stores for ``CHANNELS`` channels fed ``SIGNAL_S`` of signal, as
+    stored, and its live rate (records per second of signal, steady state)."""
     spec = MachineSpec(vibration_channels=1, vibration_rate_hz=FS, acoustic_rate_hz=0.0)
     snap = Machine(spec, seed=1).advance(SIGNAL_S)
     signal = next(b.samples for b in snap.blocks if b.channel == "vib0")
@@ -180,20 +181,19 @@ async def pipeline_records(tmp: Path) -> tuple[list[Row], float]:
             await pipe.samples.put(SampleBlock(f"c{i}", ts, ts, FS, seg.copy(), k * block))
     assert await pipe.stop()
     j = Journal(path)
-    rows = j.read("bench", 10**9, "bulk") + j.read("bench", 10**9, "priority")
+    stored = j.read_stored("bench", 10**9, "bulk") + j.read_stored("bench", 10**9, "priority")
     j.close()
+    rows = [EncodedRow(k, ts, a, c, m, p.decode()) for _, k, ts, a, c, m, p in sorted(stored)]
     lo, hi = (t0 + int(t * 1e9) for t in STEADY_S)
     steady = sum(lo <= r.ts_ns < hi for r in rows)
     assert {r.kind for r in rows} >= {"feature", "score"}
     return rows, steady / (STEADY_S[1] - STEADY_S[0])
 
 
-def repeated(rows: list[Row], k: int) -> list[Row]:
+def repeated(rows: list[EncodedRow], k: int) -> list[EncodedRow]:
     """``rows`` shifted ``k`` signal lengths later (new keys), as new records."""
     shift = k * int(SIGNAL_S * 1e9)
-    return [
-        Row(r.kind, r.ts_ns + shift, r.asset, r.channel, r.payload, r.model_version) for r in rows
-    ]
+    return [r._replace(ts_ns=r.ts_ns + shift) for r in rows]
 
 
 class TimedForwarder(InfluxForwarder):
@@ -309,14 +309,14 @@ async def post_bodies(
 
 
 async def live_ingest(
-    access: JournalAccess, rows: list[Row], rate: float, k0: int, fwd: TimedForwarder
+    access: JournalAccess, rows: list[EncodedRow], rate: float, k0: int, fwd: TimedForwarder
 ) -> None:
     """Append ``rows`` repeated from repetition ``k0`` on, at ``rate`` records/s, every 100 ms
     (keeping ``fwd.head``)."""
     start, k, i, sent = time.perf_counter(), k0, 0, 0
     while True:
         due = int((time.perf_counter() - start) * rate) - sent
-        chunk: list[Row] = []
+        chunk: list[EncodedRow] = []
         while len(chunk) < due:
             take = rows[i : i + due - len(chunk)]
             chunk += repeated(take, k)
@@ -324,7 +324,7 @@ async def live_ingest(
             if i >= len(rows):
                 k, i = k + 1, 0
         if chunk:
-            fwd.head = await access.call(access.journal.append, chunk)
+            fwd.head = await access.call(access.journal.append_encoded, chunk)
             access.notify_appended()
             sent += len(chunk)
         await asyncio.sleep(0.1)  # (a rate generator: the store appends about this often)
@@ -338,7 +338,8 @@ async def test_bench_drain_rate_vs_live_ingest_at_256_channels(
     for k in range(REPEATS):
         rows = repeated(live, k)
         for i in range(0, len(rows), 5000):
-            j.append(rows[i : i + 5000])
+            j.append_encoded(rows[i : i + 5000])
+    assert j.layouts  # (compact feature rows)
     n = j.count()
     access = JournalAccess(j)
     drains: list[Rate] = []

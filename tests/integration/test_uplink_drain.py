@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from gateway.core.records import FeatureFrame
 from gateway.store.access import JournalAccess
 from gateway.store.codec import record_row
 from gateway.store.journal import Journal, Row, StoredRow
+from gateway.store.layouts import Layout
 from gateway.uplink import forwarder as forwarder_module
 from gateway.uplink.config import InfluxUplinkConfig
 from gateway.uplink.forwarder import InfluxForwarder, Ref
@@ -122,10 +123,10 @@ async def test_a_partial_batch_waiting_to_fill_is_encoded_once(
     encoded: list[int] = []
     seen = asyncio.Event()
 
-    def counting(t: StoredRow) -> bytes:
+    def counting(t: StoredRow, known: Mapping[str, Layout]) -> bytes:
         encoded.append(t[0])
         loop.call_soon_threadsafe(seen.set)
-        return stored_line(t)
+        return stored_line(t, known)
 
     monkeypatch.setattr(forwarder_module, "stored_line", counting)
     clock = FakeClock()

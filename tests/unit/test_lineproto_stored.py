@@ -1,6 +1,6 @@
-"""Line protocol of records as stored (``stored_line``): the same line as the decoded record's
-``to_line``, for the store's own layouts (encoded from the JSON text) and for every other payload
-(decoded first)."""
+"""Line protocol of records as stored (``stored_line``): the same line as ``to_line`` of the row
+the journal reads back, for the store's own layouts (compact feature rows and rows in full:
+encoded from the JSON text) and for every other payload (decoded first)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core.records import FeatureFrame, Quality, Score
+from gateway.store import layouts
 from gateway.store.codec import encode_records, record_row
 from gateway.store.journal import EncodedRow, Journal, Row, StoredRow, decode_payload
 from gateway.uplink import lineproto
@@ -107,23 +108,49 @@ LEGACY = [
 ]  # fmt: skip
 
 
-def stored(tmp_path: Path) -> list[StoredRow]:
+#: frames as the store writer writes them (compact rows): the text path, then the general one
+COMPACT_TEXT = [
+    *(frame(i) for i in range(8)),
+    features(61, tuple(f"f{k}" for k in range(len(EDGE))), list(EDGE)),
+    features(62, ("a", "b"), [1.0, 2.0], quality=Quality.UNCERTAIN, schema='odd "s" {x}'),
+    features(63, ("a.b-c_D9",), [3.0], asset="pump 1", channel="a,b=c", quality=Quality.BAD),
+]
+COMPACT_GENERAL = [
+    features(70, ("a b",), [1.0]),  # a name to escape
+    features(71, ("x,y", "z"), [1.0, 2.0]),
+    features(72, ("ok", "nan"), [1.0, math.nan]),  # stored as null
+    features(73, ("inf",), [math.inf]),
+    features(74, (), []),  # no feature: quality only
+    features(75, ("r", "r", "s"), [1.0, 2.0, 3.0]),  # a repeated name: the last value, once
+]
+
+
+def stored(tmp_path: Path) -> tuple[list[StoredRow], dict[str, layouts.Layout]]:
+    """The records above as stored, and the journal's layouts (read back after reopening)."""
     j = Journal(tmp_path / "j.sqlite")
     j.append(STORE_LAYOUT + GENERAL)
     j.append_encoded(LEGACY)
+    j.append_encoded(encode_records(COMPACT_TEXT + COMPACT_GENERAL))
+    j.close()
+    j = Journal(tmp_path / "j.sqlite")
     out = j.read_stored("s", 1000, "priority") + j.read_stored("s", 1000, "bulk")
     decoded = j.read("s", 1000, "priority") + j.read("s", 1000, "bulk")
+    known = dict(j.layouts)
     j.close()
     assert [t[0] for t in out] == [r.seq for r in decoded]
-    assert len(out) == len(STORE_LAYOUT) + len(GENERAL) + len(LEGACY)
-    return out
+    n = len(STORE_LAYOUT) + len(GENERAL) + len(LEGACY) + len(COMPACT_TEXT) + len(COMPACT_GENERAL)
+    assert len(out) == n
+    return out, known
 
 
-def general(t: StoredRow) -> bytes | None:
+def general(t: StoredRow, known: dict[str, layouts.Layout]) -> bytes | None:
+    """``to_line`` of the row ``Journal.read`` gives (``None``: nothing to write)."""
     seq, kind, ts, asset, channel, mv, payload = t
+    decoded = decode_payload(payload.decode())
+    if kind == "feature":
+        decoded = layouts.expand(decoded, known)
     try:
-        row = Row(kind, ts, asset, channel, decode_payload(payload.decode()), mv, seq)
-        return to_line(row).encode()
+        return to_line(Row(kind, ts, asset, channel, decoded, mv, seq)).encode()
     except ValueError:
         return None
 
@@ -146,25 +173,31 @@ def same_point(a: bytes, b: bytes) -> bool:
 def test_a_stored_record_encodes_as_its_decoded_row(tmp_path: Path) -> None:
     """The same line; for payloads written by older versions, the same point (their numbers
     were written by ``json.dumps``, the line's as stored or by orjson)."""
-    rows = stored(tmp_path)
+    rows, known = stored(tmp_path)
     unencodable = 0
     for t in rows:
-        want = general(t)
+        want = general(t, known)
         if want is None:
             unencodable += 1
             with pytest.raises(ValueError, match="no field"):
-                stored_line(t)
+                stored_line(t, known)
         elif t[2] in {r[1] for r in LEGACY}:
-            assert same_point(stored_line(t), want), t
+            assert same_point(stored_line(t, known), want), t
         else:
-            assert stored_line(t) == want, t
+            assert stored_line(t, known) == want, t
     assert unencodable == 1  # ("no numbers")
+    compact = [t for t in rows if b'"layout":' in t[6]]
+    assert len(compact) == len(COMPACT_TEXT) + len(COMPACT_GENERAL)
+    # the row read back is the frame's own: repeated names keep the last value, once
+    (repeated,) = (t for t in compact if t[2] == T0 + 75)
+    assert stored_line(repeated, known).startswith(b"feature,asset=m1,channel=m1_vib r=2.0,s=3.0,")
 
 
 def test_the_store_layouts_are_encoded_without_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows = [t for t in stored(tmp_path) if general(t) is not None]
+    rows, known = stored(tmp_path)
+    rows = [t for t in rows if general(t, known) is not None]
     decoded: list[str] = []
 
     def counting(text: str) -> dict[str, object]:
@@ -173,10 +206,10 @@ def test_the_store_layouts_are_encoded_without_decoding(
 
     monkeypatch.setattr(lineproto, "decode_payload", counting)
     for t in rows:
-        stored_line(t)
+        stored_line(t, known)
     # every store-layout record is encoded from its text (a compact legacy one with numbers
     # only too), every other payload is decoded
-    assert len(decoded) == len(GENERAL) - 1 + len(LEGACY) - 1
+    assert len(decoded) == len(GENERAL) - 1 + len(LEGACY) - 1 + len(COMPACT_GENERAL)
     assert '"features":{"x":1e-05}' in "".join(t[6].decode() for t in rows)
     assert not any('"features":{"x":1e-05}' in d for d in decoded)
 
@@ -222,9 +255,9 @@ def test_any_record_the_store_encodes_gives_its_decoded_rows_line(
             e.model_version,
             e.payload.encode(),
         )
-        want = general(t)
+        want = general(t, layouts.REGISTERED)
         if want is None:  # nothing to write (no finite number): refused the same way
             with pytest.raises(ValueError, match="no field"):
-                stored_line(t)
+                stored_line(t, layouts.REGISTERED)
         else:
-            assert stored_line(t) == want
+            assert stored_line(t, layouts.REGISTERED) == want
