@@ -204,7 +204,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             self._db.executescript(SCHEMA)
-            #: the feature layouts stored in this journal, by id
+            layouts.prune(self._db)
+            #: the feature layouts stored in this journal, by id (also those another connection
+            #: stored: reloaded when a read finds more stored than known)
             self.layouts: dict[str, Layout] = layouts.load(self._db)
             self._registered_seen = 0  # registered layouts already looked at
             (self.page_size,) = self._db.execute("PRAGMA page_size").fetchone()
@@ -231,7 +233,8 @@ class Journal:
         return self.append_encoded(encode_rows(rows), now_ns)
 
     def append_encoded(self, data: Sequence[EncodedRow], now_ns: int | None = None) -> int:
-        """``append`` for rows already encoded by ``encode_rows``."""
+        """``append`` for rows already encoded by ``encode_rows`` or ``codec.encode_records``
+        (compact feature rows: encoded in this process, so that their layouts are registered)."""
         if not data:
             return 0
         try:
@@ -297,8 +300,9 @@ class Journal:
     ) -> list[Row]:
         """Up to ``limit`` records of ``lane`` after ``sink``'s cursor for it (or after ``after``),
         in ``seq`` order."""
-        known = self.layouts
-        return [_row(t, known) for t in self._select(_COLS, sink, limit, lane, after)]
+        got = self._select(_COLS, sink, limit, lane, after)
+        known = self._known_layouts()
+        return [_row(t, known) for t in got]
 
     def read_stored(
         self, sink: str, limit: int, lane: str = "bulk", after: int | None = None
@@ -306,7 +310,17 @@ class Journal:
         """``read`` without decoding the payloads: each record as stored, its payload the UTF-8
         bytes of its JSON text (for encoders that work on the text, like the uplink's; compact
         feature payloads as they are: ``self.layouts`` has their layouts)."""
-        return self._select(_STORED_COLS, sink, limit, lane, after)
+        got: list[StoredRow] = self._select(_STORED_COLS, sink, limit, lane, after)
+        self._known_layouts()
+        return got
+
+    def _known_layouts(self) -> dict[str, Layout]:
+        """``self.layouts``, first reloaded if the file holds more (stored by another connection
+        to it). Called after reading rows: their layouts were committed with or before them."""
+        (n,) = self._db.execute("SELECT count(*) FROM layouts").fetchone()
+        if n != len(self.layouts):
+            self.layouts.update(layouts.load(self._db))
+        return self.layouts
 
     def _select(self, cols: str, sink: str, limit: int, lane: str, after: int | None) -> list[Any]:
         if after is None:

@@ -17,7 +17,9 @@ which is also how feature rows written as ``Row`` objects (and by older versions
 Layouts are registered in this process (``register``) before any row uses them; the journal
 stores those it has not stored yet in the transaction of the next rows it appends, so a row is
 never committed without its layout. Registered layouts are never forgotten (a gateway has a
-handful); past ``LAYOUTS_MAX`` of them ``register`` declines and rows are stored in full.
+handful); past ``LAYOUTS_MAX`` of them ``register`` declines and rows are stored in full. A store
+holding more than ``LAYOUTS_MAX`` layouts (configurations changed over many runs) drops those no
+row uses when it is opened (``prune``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,20 @@ def load(db: sqlite3.Connection) -> dict[str, Layout]:
     except sqlite3.OperationalError:  # (no such table: a store written by an older version)
         return {}
     return {str(k): (tuple(orjson.loads(n)), tuple(orjson.loads(u))) for k, n, u in got}
+
+
+def prune(db: sqlite3.Connection) -> int:
+    """Past ``LAYOUTS_MAX`` stored layouts, delete those no feature row uses any more (a scan of
+    the records: rare, at open); returns how many were deleted."""
+    (n,) = db.execute("SELECT count(*) FROM layouts").fetchone()
+    if n <= LAYOUTS_MAX:
+        return 0
+    cur = db.execute(
+        "DELETE FROM layouts WHERE id NOT IN (SELECT json_extract(payload, '$.layout') "
+        "FROM records WHERE kind = 'feature' AND json_valid(payload) "
+        "AND json_extract(payload, '$.layout') IS NOT NULL)"
+    )
+    return int(cur.rowcount)
 
 
 def expand(payload: dict[str, object], layouts: Mapping[str, Layout]) -> dict[str, object]:

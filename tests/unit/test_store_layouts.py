@@ -14,6 +14,7 @@ from gateway.core.records import FeatureFrame, Quality
 from gateway.store import layouts
 from gateway.store.codec import encode_records, frame_row
 from gateway.store.journal import Journal, Row
+from gateway.uplink.lineproto import stored_line, to_line
 
 T0 = 1_700_000_000_000_000_000
 
@@ -114,3 +115,41 @@ def test_a_payload_whose_layout_is_unknown_is_left_as_it_is() -> None:
         "features": {"a": 1.0},
         "units": {"a": "g"},
     }
+
+
+def test_a_reader_opened_before_the_rows_were_appended_expands_them(tmp_path: Path) -> None:
+    """Another connection to the same file (a tool reading a running gateway's store) learns the
+    layouts stored after it opened."""
+    path = tmp_path / "j.sqlite"
+    writer, reader = Journal(path), Journal(path)
+    f = frame(3, ("seen", "by", "the", "writer"), ("g", "g", "g", "g"))
+    writer.append_encoded(encode_records([f]))
+    (t,) = reader.read_stored("s", 10)
+    line = stored_line(t, reader.layouts)
+    (row,) = reader.read("s", 10)
+    writer.close()
+    reader.close()
+    assert row.payload["features"] == {"seen": 3.0, "by": 4.0, "the": 5.0, "writer": 6.0}
+    assert line == to_line(row).encode()
+    assert b"seen=3.0,by=4.0,the=5.0,writer=6.0,quality=0i" in line
+
+
+def test_past_the_limit_layouts_no_row_uses_are_dropped_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.sqlite"
+    j = Journal(path)
+    used = [frame(i, (f"used{i}",), ("g",)) for i in range(3)]
+    j.append_encoded(encode_records(used))
+    unused = [layouts.register((f"unused{i}",), ("g",)) for i in range(3)]
+    j.append([Row("score", T0, "m1", "c1", {"score": 1.0})])  # stores them, unused
+    j.close()
+    assert set(unused) <= stored_layouts(path)
+    monkeypatch.setattr(layouts, "LAYOUTS_MAX", len(stored_layouts(path)) - 1)
+    monkeypatch.setattr(layouts, "REGISTERED", {})  # (a new process)
+    j = Journal(path)
+    kept = stored_layouts(path)
+    got = [r.payload["features"] for r in j.read("s", 10) if r.kind == "feature"]
+    j.close()
+    assert kept == {layouts.layout_id(f.names, f.units) for f in used}
+    assert got == [{"used0": 0.0}, {"used1": 1.0}, {"used2": 2.0}]
