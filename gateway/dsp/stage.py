@@ -17,14 +17,14 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from gateway.config.plant import Asset, Channel
 from gateway.core.clock import Clock
-from gateway.core.records import FeatureFrame, Quality, Reading, SampleBlock
+from gateway.core.records import FeatureFrame, Quality, Reading, SampleBlock, Score
 from gateway.dsp import features as F
 from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
@@ -36,6 +36,8 @@ from gateway.runtime.queues import BoundedQueue
 log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[FeatureFrame], None]
+#: a step on each batch's frames, on the worker thread (see ``DspStage.post``)
+PostStep = Callable[[list[FeatureFrame]], list[FeatureFrame | Score]]
 BATCH = 64
 SCALAR_NAMES = tuple(n for n, _ in F.SCALAR)  #: the names of every scalar channel's frames
 #: units a speed channel may use, as factors to Hz (checked at config load)
@@ -298,8 +300,15 @@ class DspStage:
         on_frame: FrameCallback | None = None,
     ) -> None:
         self.proc = DspProcessor(cfg, channels, assets, clock.now_ns)
-        self.inp, self.out, self.on_frame = inp, out, on_frame
+        self.inp, self.on_frame = inp, on_frame
+        self.out: BoundedQueue[Any] = out
         self.frames = 0
+        #: run on each batch's frames on the worker thread, in the same hand-off, its output
+        #: going to ``out`` instead of the frames (inference scoring them: ``models.inline``);
+        #: set before ``run``
+        self.post: PostStep | None = None
+        #: called on the event loop after each batch's output was put to ``out``
+        self.after_emit: Callable[[], None] | None = None
 
     @property
     def framers(self) -> dict[str, Framer]:
@@ -315,15 +324,24 @@ class DspStage:
     async def run(self) -> None:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsp")
         try:
-            await run_batches(
-                lambda: self.inp.get_many(BATCH), self.proc.process, self._emit, executor
-            )
+            await run_batches(lambda: self.inp.get_many(BATCH), self._work, self._emit, executor)
         finally:
             executor.shutdown(wait=False)
 
-    async def _emit(self, frames: list[FeatureFrame]) -> None:
-        await self.out.put_many(frames)
-        self.frames += len(frames)
+    def _work(self, items: list[SampleBlock | Reading]) -> tuple[int, list[Any]]:
+        """On the worker thread: the batch's frames (through ``post`` when set), and how many
+        frames there are."""
+        frames = self.proc.process(items)
+        post = self.post
+        return len(frames), frames if post is None else post(frames)
+
+    async def _emit(self, result: tuple[int, list[Any]]) -> None:
+        n, items = result
+        await self.out.put_many(items)
+        self.frames += n
         if self.on_frame is not None:
-            for frame in frames:
-                self.on_frame(frame)
+            for item in items:
+                if type(item) is FeatureFrame:
+                    self.on_frame(item)
+        if self.after_emit is not None:
+            self.after_emit()

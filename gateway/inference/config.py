@@ -59,6 +59,10 @@ class ModelsConfig(StrictModel):
     ``manifest.json`` and ``.tflite``, sha256 checked) unless ``paths`` names another directory
     for that id (relative paths are inside ``gateway.state_dir`` too). ``threads`` is the
     interpreter's thread count; ``batch`` the most frames scored in one interpreter call.
+    ``inline``: each batch of frames is scored on the DSP stage's worker thread right after its
+    features are computed (one thread hand-off per batch instead of two: less CPU and latency);
+    ``false`` scores on a thread of its own, so that the features of a batch and the scores of
+    the one before can use two cores (for more channels than one core computes features for).
     ``trusted_keys`` are Ed25519 public keys (PEM) whose signatures install accepts;
     ``allow_unsigned`` lets unsigned models in. ``encryption_key`` (a file of mode 0600 or
     stricter) stores installed models AES-GCM encrypted at rest. ``watch_interval_s``: how often
@@ -73,6 +77,7 @@ class ModelsConfig(StrictModel):
     rollback: RollbackConfig = RollbackConfig()
     threads: int = Field(1, ge=1, le=8)
     batch: int = Field(64, ge=1, le=4096)
+    inline: bool = True
     assets: dict[str, str] = Field(default_factory=dict)
     paths: dict[str, Path] = Field(default_factory=dict)
     updates: UpdatesConfig | None = None

@@ -389,6 +389,11 @@ class InferenceStage:
 
     async def _emit(self, items: list[FeatureFrame | Score]) -> None:
         await self.out.put_many(items)
+        self.emitted()
+
+    def emitted(self) -> None:
+        """A batch was scored and passed on (by ``run``, or by the DSP stage when it scores its
+        batches itself: ``models.inline``); on the event loop."""
         self.batches += 1
         self.batch_done.set()
 

@@ -9,7 +9,9 @@
 rings for snapshots), the store writer journals summaries and snapshots derived from each batch,
 and the uplink sends bulk records by each asset's policy.
 
-Without models (``models.assets`` empty) DSP writes straight to ``scored``. The alert stage also
+Without models (``models.assets`` empty) DSP writes straight to ``scored``; so it does with
+``models.inline`` (the default), scoring each batch of frames on its own worker thread right
+after their features (no ``frames`` queue, no inference task). The alert stage also
 updates the OPC UA server when it is enabled, and hands raised/cleared alerts to the action
 runner (which writes its audit records to ``records``).
 
@@ -132,8 +134,12 @@ class Pipeline:
                 cfg.dsp,
                 rollbacks,
             )
-            self.frames = BoundedQueue("frames", q.frames.size, q.frames.when_full)
-            self.inference = InferenceStage(models, self.frames, self.scored, cfg.models.batch)
+            frames: BoundedQueue[FeatureFrame] = BoundedQueue(
+                "frames", q.frames.size, q.frames.when_full
+            )
+            # inline (``models.inline``): the DSP stage scores its batches, no frames queue
+            self.frames = None if cfg.models.inline else frames
+            self.inference = InferenceStage(models, frames, self.scored, cfg.models.batch)
             self.models = ModelController(
                 cfg.models,
                 cfg.gateway.state_dir,
@@ -157,6 +163,9 @@ class Pipeline:
             self.clock,
             on_frame,
         )
+        if self.inference is not None and self.frames is None:
+            self.dsp.post = self.inference.proc.process
+            self.dsp.after_emit = self.inference.emitted
         self.alerts = AlertStage(
             cfg.alerts,
             dict(cfg.assets),
@@ -262,7 +271,7 @@ class Pipeline:
         if self.actions is not None:
             self._actions_task = self.supervisor.start(self.actions)
         self._alerts_task = self.supervisor.start(self.alerts)
-        if self.inference is not None:
+        if self.inference is not None and self.frames is not None:  # (else DSP scores)
             self._inference_task = self.supervisor.start(self.inference)
         if self.models is not None:
             self._models_task = self.supervisor.start(self.models)

@@ -1,11 +1,14 @@
 """A commissioned model in the live pipeline: simulators on a real Modbus server -> collector ->
-DSP -> inference -> SQLite journal, with every vibration window scored exactly once."""
+DSP -> inference -> SQLite journal, with every vibration window scored exactly once, whether
+the DSP stage scores its batches itself (``models.inline``, the default) or an inference stage
+of its own does."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gateway.config import parse_config
 from gateway.dsp.config import DspConfig
@@ -27,8 +30,9 @@ def healthy_recordings(d: Path) -> list[Path]:
     return out
 
 
+@pytest.mark.parametrize("inline", [True, False])
 async def test_pipeline_scores_every_window_once(
-    modbus_sim: Sim, port: int, tmp_path: Path
+    modbus_sim: Sim, port: int, tmp_path: Path, inline: bool
 ) -> None:
     model_dir = tmp_path / "state" / "models" / "small-pump"
     r = calibrate(
@@ -42,6 +46,7 @@ async def test_pipeline_scores_every_window_once(
     bands = ", ".join(f"[{lo}, {hi}]" for lo, hi in r.manifest.dsp.bands_hz)
     toml = (
         plant_toml(port, tmp_path / "state").replace("[dsp]\n", f"[dsp]\nbands_hz = [{bands}]\n")
+        + f"\n[models]\ninline = {str(inline).lower()}\n"
         + '\n[models.assets]\nm1 = "small-pump"\nm2 = "small-pump"\n'
     )
     cfg = parse_config(toml, base_dir=tmp_path)
@@ -55,8 +60,11 @@ async def test_pipeline_scores_every_window_once(
         )
     finally:
         assert await pipeline.stop()
-    assert pipeline.frames is not None
-    assert pipeline.frames.dropped == 0
+    assert (pipeline.frames is None) == inline  # (inline: no frames queue)
+    assert pipeline.scored.dropped == 0
+    assert pipeline.frames is None or pipeline.frames.dropped == 0
+    assert pipeline.inference is not None
+    assert pipeline.inference.batches > 0
     j = Journal(cfg.store_path())
     try:
         rows = j.read("check", 100_000)
