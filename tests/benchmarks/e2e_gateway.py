@@ -3,19 +3,20 @@ its CPU time and RSS are the gateway's alone, not the test runner's or the simul
 
 ``python -m tests.benchmarks.e2e_gateway --channels N --signal S.npy --state DIR --out R.json``
 
-N vibration channels at 25.6 kHz are fed in real time (0.1 s blocks, cut from the recorded
-signal ``S.npy``) into the pipeline's ``samples`` queue as devices of 16 channels deliver them:
-a device's 16 blocks together, the devices at phases spread evenly over the 0.1 s period (as
-independently polled devices are). They go through DSP, the shipped LiteRT model, the alert
-engine and the SQLite store (``synchronous=FULL``). Every asset has a score rule, as in
-production; four channels also have a level rule on their window RMS set at the signal's median
-RMS, with no delays, so that they raise and clear all the time (about 25 transitions per second,
-a busy plant's worth whatever the channel count): those alerts give the latency from the arrival
-of the block that completes a window to the alert on that window committed in the journal.
-Written to ``R.json``: CPU time over wall time after a warm-up (a fraction of one core), the
-window-to-alert-evaluation delays of the scores of each device's last channel (the last of its
-delivery, so the longest of it: measuring every score would add its own cost to the figures),
-the window-to-alert-committed delays, and the process's RSS at the end of the run.
+N vibration channels at 25.6 kHz are fed in real time (0.1 s blocks, cut from the recorded signal
+``S.npy``) into the pipeline's ``samples`` queue as devices of 16 channels deliver them: a device's
+16 blocks together, the devices at phases spread evenly over the 0.1 s period (as independently
+polled devices are). They go through DSP, the shipped LiteRT model, the alert engine and the SQLite
+store (``synchronous=FULL``). Every asset has a score rule, as in production; four channels also
+have a level rule on their window RMS set at the signal's median RMS, with no delays, so that they
+raise and clear all the time (about 25 transitions per second, a busy plant's worth whatever the
+channel count): those alerts give the latency from the arrival of the block that completes a window
+to the alert on that window committed in the journal. Written to ``R.json``: CPU time over wall
+time after a warm-up (a fraction of one core), and the same per thread (by name: ``MainThread`` is
+the event loop, ``dsp`` the DSP worker, which also scores the frames with the model, ``store`` the
+journal's), the window-to-alert-evaluation delays of the scores of each device's last channel (the
+last of its delivery, so the longest of it: measuring every score would add its own cost to the
+figures), the window-to-alert-committed delays, and the process's RSS at the end of the run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +54,27 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of each of this process's threads so far, by thread name without its pool
+    index (``dsp_0`` -> ``dsp``; threads of one name summed; unnamed ones as ``other``)."""
+    names = {t.native_id: re.sub(r"_\d+$", "", t.name) for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        task = Path("/proc/self/task") / tid
+        try:
+            try:  # run time in ns, where the kernel keeps it
+                cpu = int((task / "schedstat").read_text().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                utime, stime = (task / "stat").read_text().rsplit(")", 1)[1].split()[11:13]
+                cpu = (int(utime) + int(stime)) / tick
+        except OSError:  # (the thread ended meanwhile)
+            continue
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + cpu
+    return out
 
 
 def median_rms(base: np.ndarray, window: int, hop: int) -> float:
@@ -158,11 +183,13 @@ async def run(channels: int, base: np.ndarray, state: Path, run_s: float) -> dic
     blocks = int(run_s * FS / BLOCK)
     looped = np.concatenate((base, base))
     c0 = w0 = 0.0
+    threads0: dict[str, float] = {}
     devices = max(1, channels // PER_DEVICE)
     period = BLOCK / FS
     for k in range(blocks):
         if k == int(WARMUP_S * FS / BLOCK):
             c0, w0 = time.process_time(), time.perf_counter()
+            threads0 = thread_cpu_s()
             delays.after = w0
         off = (k * BLOCK) % base.shape[0]
         seg = looped[off : off + BLOCK]  # a read-only view shared by every channel's block
@@ -178,10 +205,12 @@ async def run(channels: int, base: np.ndarray, state: Path, run_s: float) -> dic
                 ]
             )
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    threads = {k: (v - threads0.get(k, 0.0)) / wall for k, v in thread_cpu_s().items()}
     rss = rss_bytes()
     await pipe.stop()
     return {
         "cpu_fraction": cpu / wall,
+        "thread_fractions": threads,
         "evaluated_s": delays.evaluated,
         "committed_s": delays.committed,
         "rss_bytes": rss,

@@ -1,10 +1,11 @@
-"""End-to-end figures (``make bench``): 64 and 256 vibration channels at 25.6 kHz fed in real
-time through DSP, the shipped LiteRT model, the alert engine and the SQLite store, in a gateway
-process of its own (``e2e_gateway.py``, which says what is fed and measured). Reported: CPU as a
-fraction of one core, p50/p99 latency from the arrival of the block that completes a window to
-the alert on it committed in the journal (and to its score's evaluation by the alert stage),
-and the process's steady-state RSS. The signal is a simulated healthy machine's (collectors are
-measured in their own benchmarks).
+"""End-to-end figures (``make bench``): 64 and 256 vibration channels at 25.6 kHz fed in real time
+through DSP, the shipped LiteRT model, the alert engine and the SQLite store, in a gateway process
+of its own (``e2e_gateway.py``, which says what is fed and measured). Reported: CPU as a fraction
+of one core, p50/p99 latency from the arrival of the block that completes a window to the alert on
+it committed in the journal (and to its score's evaluation by the alert stage), the process's
+steady-state RSS, and the CPU of its threads (the event loop, the DSP worker, which scores each
+batch with the model too, and the store's). The signal is a simulated healthy machine's (collectors
+are measured in their own benchmarks).
 
 Baseline for the latency, measured in the same run on the same file system: a bare ``sqlite3``
 commit (WAL, ``synchronous=FULL``, one ~300-byte row) every 40 ms, as often as the benchmark's
@@ -27,6 +28,8 @@ from tests.benchmarks.conftest import Bench
 from tests.benchmarks.e2e_gateway import FS
 
 ROOT = Path(__file__).resolve().parents[2]
+#: threads whose CPU is reported: (name, label)
+THREADS = (("MainThread", "event loop"), ("dsp", "DSP worker"), ("store", "store"))
 RUN_S = 30.0  #: seconds of signal per run: ~430 alerts after the warm-up, so p99 is not one sample
 
 
@@ -92,6 +95,9 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
     for channels in (64, 256):
         r = run(channels, sig, tmp_path)
         frac, rss = float(r["cpu_fraction"]), int(r["rss_bytes"])  # type: ignore[arg-type]
+        threads = r["thread_fractions"]
+        assert isinstance(threads, dict)
+        assert {"MainThread", "dsp", "store"} <= set(threads)
         evaluated, committed = r["evaluated_s"], r["committed_s"]
         assert isinstance(evaluated, list)
         assert isinstance(committed, list)
@@ -110,8 +116,14 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
             f"p99 {e99:.1f} ms over {len(evaluated)} windows (each device's last channel); "
             f"RSS {rss / 2**20:.0f} MiB; "
             f"bare durable commit on the same disk p50 {b50:.1f} ms p99 {b99:.1f} ms"
+            f"\n[bench]   CPU per thread, fraction of one core: event loop "
+            f"{threads['MainThread']:.2f}, DSP worker (features and model) {threads['dsp']:.2f}, "
+            f"store {threads['store']:.2f}, others "
+            f"{sum(v for k, v in threads.items() if k not in ('MainThread', 'dsp', 'store')):.2f}"
         )
         bench.record(f"CPU, {channels} ch @25.6 kHz", frac, "cores", goal="< 0.5 at 256")
+        for name, label in THREADS:
+            bench.record(f"CPU, {channels} ch, {label} thread", threads[name], "cores")
         goal = "< 10 ms" if channels == 64 else "< 25 ms"
         bare_name = "bare SQLite FULL commit, p99"
         bench.record(
