@@ -68,8 +68,6 @@ class Framer:
         self.span_ns = 0  #: a window's duration at that rate
         self.quality = Quality.GOOD
         self.gaps = 0
-        #: (windows per push, sample rate) -> start offsets of those windows (ns, samples)
-        self._offsets: dict[tuple[int, float], tuple[npt.NDArray[np.int64], ...]] = {}
         #: windows per push -> ``_steps`` at the current sample rate
         self._step_cache: dict[int, tuple[list[int], int]] = {}
 
@@ -166,17 +164,10 @@ class Framer:
         k = self.advance(block)
         if k == 0:
             return None
-        fs = self.sample_rate_hz
-        offsets = self._offsets.get((k, fs))
-        if offsets is None:  # window starts after the first, in ns and in samples
-            ns = np.array(self.offsets_ns, np.int64)
-            offsets = self._offsets[(k, fs)] = (ns, np.arange(0, k * self.hop, self.hop))
-            if len(self._offsets) > 16:  # a rate or block size that changes: keep a few
-                self._offsets = {(k, fs): offsets}
         return Windows(
             self.view(k),
-            offsets[0] + self.first_ts_ns,
-            offsets[1] + self.first_seq,
-            fs,
+            np.array(self.offsets_ns, np.int64) + self.first_ts_ns,
+            np.arange(self.first_seq, self.first_seq + k * self.hop, self.hop, dtype=np.int64),
+            self.sample_rate_hz,
             self.quality,
         )

@@ -5,9 +5,9 @@ Takes ``FeatureFrame | Score | AlertEvent`` records. Batches up to ``batch_max``
 journal's thread (fsync never blocks the event loop). Records are encoded as they are taken,
 on the event loop (``codec.encode_records``), so that a commit only inserts and an alert's
 commit does not wait for the encoding of what came before it (a record that cannot be encoded
-is logged, counted and left out). A batch holding an alert or a sensor
-event is committed as soon as it is taken, with the records pending before it: the journal
-always holds a prefix of what arrived (nothing committed after something that is not).
+is logged, counted and left out). A batch holding an alert or a sensor event is committed as
+soon as it is taken, with the records pending before it: the journal always holds a prefix of
+what arrived (nothing committed after something that is not).
 On close it writes everything still queued, then returns. A batch that fails to write (a full
 disk, an I/O error) is kept and retried every ``RETRY_S`` seconds; the failure and the recovery
 are logged once each, never dropped.
