@@ -6,9 +6,11 @@ Every batch taken from the input is evaluated by the ``AlertEngine``, handed to 
 channels and the collectors' connection states every ``alerts.tick_s``. Acknowledgements come
 in through ``acknowledge`` (from the OPC UA server's methods) and go out as records too.
 Drains its input on close, then returns; engine state lives in the stage and survives restarts.
-With ``state_path``, the active alerts are also written there (atomically, durably) after a
-transition, at most every ``SAVE_INTERVAL_S``, and at the end; they are read back when the stage
-is made, so a restarted gateway carries on with them.
+With ``state_path``, the active alerts are also written there (atomically, durably) after each
+transition, as soon as the previous write is done (transitions during a write go into the next
+one), and at the end; they are read back when the stage is made, so a restarted gateway carries
+on with them. A crash loses at most the transitions of the write in flight (they are in the
+journal all the same); ``state_saved`` waits until the file holds the current state.
 """
 
 from __future__ import annotations
@@ -30,9 +32,6 @@ from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
 BATCH = 256
-#: the active alerts are written at most this often (a crash loses at most this much of their
-#: transitions; the transitions themselves are in the journal)
-SAVE_INTERVAL_S = 1.0
 
 Scored = FeatureFrame | Score
 Record = FeatureFrame | Score | AlertEvent | ActionRecord
@@ -76,6 +75,7 @@ class AlertStage:
         self.state_path = state_path
         self._saved: dict[str, dict[str, object]] = {}
         self._saver: asyncio.Task[None] | None = None
+        self._dirty = False  # a transition not yet written
         if state_path is not None:
             self._restore(state_path)
         self.publishers: list[AlertPublisher] = []
@@ -106,14 +106,26 @@ class AlertStage:
             log.info("restored %d active alert(s) from the previous run", len(restored))
 
     def _changed(self) -> None:
-        """A transition happened: have the active alerts written (at once if the last write
-        is ``SAVE_INTERVAL_S`` old, else when it is)."""
-        if self.state_path is not None and (self._saver is None or self._saver.done()):
+        """A transition happened: have the active alerts written (at once, or right after the
+        write in flight)."""
+        if self.state_path is None:
+            return
+        self._dirty = True
+        if self._saver is None or self._saver.done():
             self._saver = asyncio.create_task(self._save_loop(), name="alerts:save")
 
     async def _save_loop(self) -> None:
-        while await self._save():
-            await self.clock.sleep(SAVE_INTERVAL_S)
+        # (only transitions cause writes: a raised feature alert's detail, its latest value,
+        # changes with every window and is written along with them)
+        while self._dirty:
+            self._dirty = False
+            await self._save()
+
+    async def state_saved(self) -> None:
+        """Wait until the writes started for the transitions so far are done (a failed write
+        is logged, and retried at the next transition)."""
+        if self._saver is not None:
+            await asyncio.shield(self._saver)
 
     async def _save(self) -> bool:
         """Write the active alerts if they changed; True if written (a failure is logged; the
@@ -151,8 +163,7 @@ class AlertStage:
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
-            if self._saver is not None:  # the last state, written now
-                self._saver.cancel()
+            if self._saver is not None:  # the write in flight finishes; the last state after it
                 await asyncio.gather(self._saver, return_exceptions=True)
                 self._saver = None
                 await self._save()

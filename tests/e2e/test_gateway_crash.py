@@ -14,6 +14,7 @@ and every component recovers by itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -154,6 +155,16 @@ def drops(st: Status) -> dict[str, int]:
     return {str(k): int(v) for k, v in d.items()}
 
 
+def saved_alerts(state: Path) -> dict[str, Any]:
+    """The active alerts the gateway has saved for its next run (written atomically)."""
+    try:
+        data = json.loads((state / "alerts-active.json").read_text())
+    except FileNotFoundError:
+        return {}
+    assert isinstance(data, dict)
+    return data
+
+
 def sequence(path: Path) -> int:
     """The journal's seq counter: every seq up to it was assigned to a committed record."""
     db = sqlite3.connect(path)
@@ -237,12 +248,15 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
                     ),
                     "all devices unreachable, with their sensor events",
                 )
-                # quiet: nothing queued, nothing pending, the committed seq no longer moves
+                # quiet: nothing queued, nothing pending, the committed seq no longer moves, and
+                # the active alerts are in their file (its write follows a transition: a kill
+                # in between would lose it, and the restart would raise them again)
                 seen: list[int] = []
 
                 def quiet(s: Status) -> bool:
                     idle = all(q["depth"] == 0 for q in s["queues"].values())
                     idle = idle and not s["store"]["pending"]
+                    idle = idle and len(saved_alerts(state)) == 3
                     seen.append(int(s["store"]["last_seq"]) if idle else -1)
                     return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] >= 0
 
@@ -254,6 +268,7 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
             await gw.kill()
             with pytest.raises(aiohttp.ClientConnectionError):  # nothing answers for it now
                 await gw.get("/healthz")
+            assert len(before_kill["alerts"]["active"]) == 3
             dropped_1 = drops(before_kill)
             committed_1 = int(before_kill["store"]["last_seq"])
             assert dropped_1, "the budget was never reached"
@@ -282,7 +297,7 @@ async def test_kill_9_and_disk_budget_during_an_uplink_cut_lose_nothing_accepted
                 )
                 assert st["run"] == {"unclean_start": True, "recovered": False}
                 # the alerts active at the kill are active again, not raised a second time
-                assert len(st["alerts"]["active"]) == 3
+                assert st["alerts"]["active"] == before_kill["alerts"]["active"]
                 await gw.wait_line("previous run ended without a clean stop")
                 # the uplink comes back: the backlog from before the kill is resent
                 proxy.mode = "pass"

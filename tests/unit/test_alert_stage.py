@@ -155,6 +155,37 @@ async def test_active_alerts_survive_a_restart_of_the_gateway(tmp_path: Path) ->
     assert json.loads(state.read_text()) == {}
 
 
+async def test_each_transition_is_saved_without_waiting_on_the_clock(tmp_path: Path) -> None:
+    """Transitions in quick succession are each in the file once their write is done: a
+    crash right after them loses nothing (the clock never moves here)."""
+    state = tmp_path / "alerts-active.json"
+    clock = FakeClock()
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out: BoundedQueue[Record] = BoundedQueue("records", 100)
+    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
+    task = asyncio.create_task(stage.run())
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
+    await out.get()
+    raised = await out.get()
+    assert isinstance(raised, AlertEvent)
+    await stage.state_saved()
+    saved = json.loads(state.read_text())
+    assert saved["anomaly"]["alert_id"] == raised.alert_id
+    assert saved["anomaly"]["acknowledged_ns"] is None
+    ack = await stage.acknowledge(raised.alert_id, by="operator")  # right after the raise
+    await stage.state_saved()
+    assert json.loads(state.read_text())["anomaly"]["acknowledged_ns"] == ack.ts_ns
+    # no transition, no write: a new score changes only the alert's detail
+    written = state.stat().st_mtime_ns, state.read_text()
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.95, 0.8))
+    await out.get()
+    await stage.state_saved()
+    assert (state.stat().st_mtime_ns, state.read_text()) == written
+    await inp.close()
+    await task
+    assert json.loads(state.read_text())["anomaly"]["detail"] == "score 0.95"  # at the end
+
+
 def test_a_damaged_alert_file_is_reported_and_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
