@@ -7,10 +7,9 @@ channels and the collectors' connection states every ``alerts.tick_s``. Acknowle
 in through ``acknowledge`` (from the OPC UA server's methods) and go out as records too.
 Drains its input on close, then returns; engine state lives in the stage and survives restarts.
 With ``state_path``, the active alerts are also written there (atomically, durably) after each
-transition, as soon as the previous write is done (transitions during a write go into the next
-one), and at the end; they are read back when the stage is made, so a restarted gateway carries
-on with them. A crash loses at most the transitions of the write in flight (they are in the
-journal all the same); ``state_saved`` waits until the file holds the current state.
+transition, at most every ``SAVE_INTERVAL_S``, and at the end; they are read back when the stage
+is made, so a restarted gateway carries on with them. ``state_saved`` waits until the file holds
+every transition so far.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,10 @@ from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
 BATCH = 256
+#: the active alerts are written at once after a transition, or this long after the previous
+#: write if that is later (transitions meanwhile go into one write): flapping rules cost a few
+#: writes a second, and a crash loses at most this long of them (they are in the journal)
+SAVE_INTERVAL_S = 0.25
 
 Scored = FeatureFrame | Score
 Record = FeatureFrame | Score | AlertEvent | ActionRecord
@@ -76,6 +80,9 @@ class AlertStage:
         self._saved: dict[str, dict[str, object]] = {}
         self._saver: asyncio.Task[None] | None = None
         self._dirty = False  # a transition not yet written
+        self._writing = False  # a write in flight (it is never cancelled)
+        self._closing = False  # the stage is ending: no more waiting between writes
+        self._written_at = -math.inf  # clock.monotonic() at the end of the last write
         if state_path is not None:
             self._restore(state_path)
         self.publishers: list[AlertPublisher] = []
@@ -106,8 +113,8 @@ class AlertStage:
             log.info("restored %d active alert(s) from the previous run", len(restored))
 
     def _changed(self) -> None:
-        """A transition happened: have the active alerts written (at once, or right after the
-        write in flight)."""
+        """A transition happened: have the active alerts written (at once, or
+        ``SAVE_INTERVAL_S`` after the previous write)."""
         if self.state_path is None:
             return
         self._dirty = True
@@ -118,12 +125,17 @@ class AlertStage:
         # (only transitions cause writes: a raised feature alert's detail, its latest value,
         # changes with every window and is written along with them)
         while self._dirty:
+            wait = self._written_at + SAVE_INTERVAL_S - self.clock.monotonic()
+            if wait > 0 and not self._closing:
+                await self.clock.sleep(wait)
             self._dirty = False
             await self._save()
+            self._written_at = self.clock.monotonic()
 
     async def state_saved(self) -> None:
-        """Wait until the writes started for the transitions so far are done (a failed write
-        is logged, and retried at the next transition)."""
+        """Wait until the transitions so far are written (up to ``SAVE_INTERVAL_S`` of the
+        stage's clock after the previous write; a failed write is logged, and retried at the
+        next transition)."""
         if self._saver is not None:
             await asyncio.shield(self._saver)
 
@@ -135,11 +147,14 @@ class AlertStage:
         snap = self.engine.snapshot()
         if snap == self._saved:
             return False
+        self._writing = True
         try:
             await asyncio.to_thread(write_json_atomic, self.state_path, snap)
         except OSError as exc:
             log.error("cannot save the active alerts to %s: %s", self.state_path, exc)
             return False
+        finally:
+            self._writing = False
         self._saved = snap
         return True
 
@@ -151,6 +166,7 @@ class AlertStage:
             return ev
 
     async def run(self) -> None:
+        self._closing = False
         ticker = asyncio.create_task(self._tick_loop(), name="alerts:tick")
         try:
             while True:
@@ -163,7 +179,10 @@ class AlertStage:
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
-            if self._saver is not None:  # the write in flight finishes; the last state after it
+            if self._saver is not None:  # a write in flight finishes; the last state after it
+                self._closing = True
+                if not self._writing:
+                    self._saver.cancel()
                 await asyncio.gather(self._saver, return_exceptions=True)
                 self._saver = None
                 await self._save()

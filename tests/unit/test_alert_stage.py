@@ -12,7 +12,7 @@ import pytest
 
 from gateway.alerts.config import AlertsConfig
 from gateway.alerts.engine import UnknownAlert
-from gateway.alerts.stage import AlertStage, Record, Scored
+from gateway.alerts.stage import SAVE_INTERVAL_S, AlertStage, Record, Scored
 from gateway.config.plant import Asset
 from gateway.core.clock import FakeClock
 from gateway.core.records import AlertEvent, AlertState, FeatureFrame, Score
@@ -155,28 +155,33 @@ async def test_active_alerts_survive_a_restart_of_the_gateway(tmp_path: Path) ->
     assert json.loads(state.read_text()) == {}
 
 
-async def test_each_transition_is_saved_without_waiting_on_the_clock(tmp_path: Path) -> None:
-    """Transitions in quick succession are each in the file once their write is done: a
-    crash right after them loses nothing (the clock never moves here)."""
+async def test_transitions_are_saved_at_once_then_at_most_every_interval(tmp_path: Path) -> None:
+    """A transition is written at once; one soon after it waits until ``SAVE_INTERVAL_S`` after
+    that write (flapping rules cost a few writes a second); a new value alone writes nothing."""
     state = tmp_path / "alerts-active.json"
     clock = FakeClock()
     inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
     out: BoundedQueue[Record] = BoundedQueue("records", 100)
     stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
     task = asyncio.create_task(stage.run())
+    await clock.wait_for_sleepers(1)  # (the ticker)
     await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
     await out.get()
     raised = await out.get()
     assert isinstance(raised, AlertEvent)
-    await stage.state_saved()
+    await stage.state_saved()  # at once: the clock has not moved
     saved = json.loads(state.read_text())
     assert saved["anomaly"]["alert_id"] == raised.alert_id
     assert saved["anomaly"]["acknowledged_ns"] is None
     ack = await stage.acknowledge(raised.alert_id, by="operator")  # right after the raise
+    await clock.wait_for_sleepers(2)  # the saver waits out the interval
+    assert json.loads(state.read_text()) == saved
+    clock.advance(SAVE_INTERVAL_S)
     await stage.state_saved()
     assert json.loads(state.read_text())["anomaly"]["acknowledged_ns"] == ack.ts_ns
     # no transition, no write: a new score changes only the alert's detail
     written = state.stat().st_mtime_ns, state.read_text()
+    clock.advance(SAVE_INTERVAL_S)
     await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.95, 0.8))
     await out.get()
     await stage.state_saved()
@@ -184,6 +189,26 @@ async def test_each_transition_is_saved_without_waiting_on_the_clock(tmp_path: P
     await inp.close()
     await task
     assert json.loads(state.read_text())["anomaly"]["detail"] == "score 0.95"  # at the end
+
+
+async def test_a_transition_waiting_for_its_write_is_written_at_close(tmp_path: Path) -> None:
+    state = tmp_path / "alerts-active.json"
+    clock = FakeClock()
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out: BoundedQueue[Record] = BoundedQueue("records", 100)
+    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
+    task = asyncio.create_task(stage.run())
+    await clock.wait_for_sleepers(1)
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
+    await out.get()
+    raised = await out.get()
+    assert isinstance(raised, AlertEvent)
+    await stage.state_saved()
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.1, 0.8))  # clears at once
+    await clock.wait_for_sleepers(2)
+    await inp.close()
+    await task  # the clock never reached the next write: the close writes it
+    assert json.loads(state.read_text()) == {}
 
 
 def test_a_damaged_alert_file_is_reported_and_ignored(
