@@ -11,6 +11,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
+from asyncua.crypto.security_policies import SecurityPolicyNone
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -40,6 +41,11 @@ class GatewayUsers:
         password: str | None = None,
         certificate: Any = None,
     ) -> User | None:
+        if not certificate and "None" not in self.cfg.security_modes:
+            # no channel certificate (nor a user certificate): a channel without security,
+            # which this server does not offer (see ``DiscoveryOnlyNone``)
+            self.refused += 1
+            return None
         if username is not None:
             entry = self.cfg.users.get(username)
             if entry is not None and verify_password(password or "", entry.password_hash):
@@ -93,3 +99,29 @@ def load_certificate_der(data: bytes) -> bytes:
     else:
         cert = x509.load_der_x509_certificate(data)
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+
+class _DenyAll(PermissionRuleset):
+    """No service of a session is allowed (discovery needs no session)."""
+
+    def check_validity(self, user: User, action_type_id: ua.NodeId, body: Any) -> bool:
+        return False
+
+
+class DiscoveryOnlyNone:
+    """A security policy factory for the None policy on a server that does not offer it.
+
+    OPC UA clients discover a server's endpoints over a None channel, so such a channel still
+    opens; but asyncua would give it a default None policy with no permission rules, on which a
+    client that asks for no security anyway (ignoring the endpoints) gets a session with every
+    right and no trust check. The channel this factory makes allows discovery only: the login
+    is refused (``GatewayUsers``) and every service of a session denied."""
+
+    URI = SecurityPolicyNone.URI
+
+    def matches(self, uri: str, mode: ua.MessageSecurityMode | None = None) -> bool:
+        return uri == self.URI
+
+    def create(self, peer_certificate: bytes | None) -> SecurityPolicyNone:
+        return SecurityPolicyNone(permission_ruleset=_DenyAll())  # type: ignore[no-untyped-call]

@@ -63,7 +63,12 @@ from gateway.opcua_pki import Pki
 from gateway.opcua_server.config import OpcUaServerConfig
 from gateway.opcua_server.hooks import Acknowledger, ModelRegistryHook
 from gateway.opcua_server.layout import AssetLayout, unece_unit_id
-from gateway.opcua_server.security import GatewayUsers, RolePermissions, load_certificate_der
+from gateway.opcua_server.security import (
+    DiscoveryOnlyNone,
+    GatewayUsers,
+    RolePermissions,
+    load_certificate_der,
+)
 from gateway.opcua_server.uatypes import (
     AttributeIds,
     ObjectIds,
@@ -202,6 +207,10 @@ class GatewayOpcUaServer:
             await server.start()
         except OSError as exc:
             raise ResourceUnavailableError(f"OPC UA server {self.url}: {exc}") from exc
+        if "None" not in self.cfg.security_modes:
+            # (the list the server's connections take their policies from; its endpoints
+            # were made at start, without this one)
+            server._policies.append(DiscoveryOnlyNone())  # type: ignore[arg-type]
         self.server = server
         self._stale_task = asyncio.create_task(self._stale_loop(), name="opcua_server:stale")
         if self.status is not None:

@@ -157,6 +157,36 @@ async def test_anonymous_and_wrong_password_are_refused(secured: Secured) -> Non
     assert secured.server.users.refused == 2
 
 
+async def test_a_channel_without_security_is_refused_when_none_is_offered(
+    secured: Secured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that ignores the offered endpoints and opens a None channel (no certificate,
+    plain-text password) gets no session, so neither the trust list nor the roles can be
+    bypassed that way."""
+    alert_id = await raise_alert(secured)
+    endpoints = await Client(secured.server.url).connect_and_get_server_endpoints()
+    assert ua.MessageSecurityMode.None_ not in {e.SecurityMode for e in endpoints}
+    # a client that takes the encrypted endpoint (its password token policy is the channel's:
+    # the password goes as it is) but asks for no security anyway
+    encrypted = next(e for e in endpoints if e.SecurityMode == MODES["SignAndEncrypt"])
+    monkeypatch.setattr(Client, "find_endpoint", staticmethod(lambda eps, mode, uri: encrypted))
+    for user, password in (("hmi", "hmi-pass"), ("op", "op-pass"), (None, None)):
+        client = Client(secured.server.url)
+        if user is not None:
+            client.set_user(user)
+            client.set_password(password or "")
+        with pytest.raises((UaError, ConnectionError, TimeoutError)):
+            async with asyncio.timeout(GUARD_S):
+                await client.connect()
+        with contextlib.suppress(ConnectionError, UaError, TimeoutError):
+            await client.disconnect()
+    # nothing was acknowledged; the offered security still works
+    async with session(secured, "op", "op-pass") as client:
+        ids = client.get_node(secured.server.node_id("Assets.m1.ActiveAlertIds"))
+        assert await ids.read_value() == [alert_id]
+    assert len(secured.out) == 0
+
+
 async def test_read_only_user_cannot_acknowledge_an_operator_can(secured: Secured) -> None:
     alert_id = await raise_alert(secured)
     ack = secured.server.node_id("Assets.Acknowledge")
