@@ -70,6 +70,7 @@ class Escalator:
             clock,
             rand,
         )
+        self._appended_ev = access.appended_event()  # set by every append
         self.name = f"escalation:{cfg.name}"
         self.listeners: list[VerdictListener] = []
         self.state = "starting"
@@ -108,12 +109,12 @@ class Escalator:
         )
         try:
             while True:
-                self.access.appended.clear()
+                self._appended_ev.clear()
                 rows = await self.access.call(self.access.journal.read, self.cfg.name, BATCH)
                 if not rows:
                     self.idle.set()
                     self.changed.set()
-                    await self.access.appended.wait()
+                    await self._appended_ev.wait()
                     continue
                 self.idle.clear()
                 last = 0

@@ -249,6 +249,7 @@ class Pipeline:
         escalation = self.cfg.forwarding.escalation
         if escalation is not None:  # its own cursor: the bounds wait for it like for the uplink
             self.journal.sinks = (*self.journal.sinks, escalation.name)
+            self.journal.bulk_only = frozenset({escalation.name})  # (it reads no alerts)
         access = JournalAccess(self.journal)
         if self.opcua_server is not None:
             await self.opcua_server.start()

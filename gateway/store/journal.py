@@ -189,6 +189,8 @@ class Journal:
         self.path = path
         self.bounds = bounds or Bounds()
         self.sinks = tuple(sinks)
+        #: sinks that read the bulk lane only (escalation): they do not hold back alerts
+        self.bulk_only: frozenset[str] = frozenset()
         self.drops: Counter[str] = Counter()  # unacknowledged records evicted, by kind
         self.pruned = 0  # acknowledged records deleted to make room or by age
         self.evicting = False
@@ -423,10 +425,12 @@ class Journal:
     # -- bounds ------------------------------------------------------------------------------
 
     def _acked_upto(self, lane: str) -> int:
-        """The highest ``seq`` of ``lane`` every configured sink has acknowledged."""
-        if not self.sinks:
+        """The highest ``seq`` of ``lane`` every configured sink of that lane has acknowledged
+        (0 if no sink reads it: nothing of it was sent)."""
+        sinks = self.sinks if lane == "bulk" else [s for s in self.sinks if s not in self.bulk_only]
+        if not sinks:
             return 0
-        return min(self.cursor(s, lane) for s in self.sinks)
+        return min(self.cursor(s, lane) for s in sinks)
 
     def _limit(self) -> int | None:
         b = self.bounds
@@ -438,7 +442,10 @@ class Journal:
             wal_now = wal.stat().st_size if wal.exists() else 0
             room = free - max(0, self.wal_bytes - wal_now) - b.min_free_bytes
             (pages,) = self._db.execute("PRAGMA page_count").fetchone()
-            limits.append(int(pages) * int(self.page_size) + room)  # (free pages are reused)
+            # the file may grow into the room; short of room it stops growing (its free pages
+            # are reused). Deleting rows never gives the disk any space back, so a disk that
+            # another process fills never makes the journal delete more than new rows need.
+            limits.append(int(pages) * int(self.page_size) + max(0, room))
         return min(limits) if limits else None
 
     def _make_room(self, incoming: int) -> None:
@@ -462,12 +469,14 @@ class Journal:
             (f"kind IN ({prio})", "priority", True),
         ]
         for where, label, is_drop in steps:
-            while used > target:
-                n = self._delete_oldest(where, used - target, is_drop, label)
+            # alerts themselves: only as many as the incoming rows need, not down to low water
+            goal = max(0, limit - incoming) if label == "priority" else target
+            while used > goal:
+                n = self._delete_oldest(where, used - goal, is_drop, label)
                 if n == 0:
                     break
                 used = self.used_bytes()
-            if used <= target:
+            if used <= goal:
                 return
 
     def _delete_oldest(self, where: str, excess: int, is_drop: bool, label: str) -> int:

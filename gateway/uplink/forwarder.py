@@ -113,6 +113,7 @@ class InfluxForwarder:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.cfg, self.access, self.clock, self.rand = cfg, access, clock, rand
+        self._appended_ev = access.appended_event()  # set by every append
         self.name = f"uplink:{cfg.name}"
         self.sink = InfluxSink(cfg)
         self.state = "starting"
@@ -262,7 +263,7 @@ class InfluxForwarder:
     async def _next_batch(self) -> tuple[Batch, str]:
         self.idle.clear()
         while True:
-            self.access.appended.clear()
+            self._appended_ev.clear()
             skipped_priority = self._last_lane == "priority"
             if not skipped_priority:
                 prio = await self.access.call(self._read_encoded, "priority", None)
@@ -330,7 +331,7 @@ class InfluxForwarder:
                     await t
 
     async def _appended(self) -> object:
-        return await self.access.appended.wait()
+        return await self._appended_ev.wait()
 
     async def _pace(self, n: int) -> None:
         """Token bucket of ``max_points_per_s`` (burst: one batch)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -173,3 +174,44 @@ async def test_full_disk_keeps_the_batch_retries_and_logs_once_per_state(
     assert sum("store write failed" in m for m in msgs) == 1
     assert sum("store writes work again" in m for m in msgs) == 1
     writer.close()
+
+
+def test_a_disk_filled_by_another_process_stops_growth_without_wiping_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Free space far below ``min_free_bytes`` (more than the file's size): deleting rows gives
+    the disk nothing back, so the journal stops growing and frees only what new rows need,
+    features first; the unsent alerts stay."""
+    free = [10 << 30]
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        "gateway.store.journal.shutil.disk_usage",
+        lambda p: usage._replace(free=free[0]),
+    )
+    j = Journal(tmp_path / "j.sqlite", bounds=Bounds(min_free_bytes=100 * MB), sinks=["influx"])
+    j.append([record_row(alert(i)) for i in range(50)])  # the uplink is down: all unsent
+    j.append([record_row(frame(i)) for i in range(100, 400)])
+    pages = j._db.execute("PRAGMA page_count").fetchone()[0]
+    free[0] = 40 * MB  # another process filled the disk
+    for k in range(3):
+        j.append([record_row(alert(1000 + k))])
+    assert j.count("alert") == 53
+    assert j.drops["alert"] == 0
+    assert 0 < j.drops["feature"] < 300  # only what the new rows needed
+    assert j._db.execute("PRAGMA page_count").fetchone()[0] == pages  # it stopped growing
+    j.close()
+
+
+def test_delivered_alerts_are_pruned_though_escalation_reads_no_alerts(tmp_path: Path) -> None:
+    """A sink that reads the bulk lane only (escalation) does not hold back the alerts the
+    uplink delivered: they go before any unsent feature is dropped."""
+    j = Journal(tmp_path / "j.sqlite", bounds=Bounds(max_bytes=512 * 1024), sinks=["influx", "esc"])
+    j.bulk_only = frozenset({"esc"})
+    j.append([record_row(alert(i)) for i in range(1000)])
+    j.ack("influx", j.last_seq(), "priority")  # delivered
+    for b in range(40):
+        j.append([record_row(frame(i)) for i in range(b * 100, b * 100 + 100)])
+        assert j.drops["feature"] == 0 or j.count("alert") == 0
+    assert j.pruned == 1000
+    assert j.drops["alert"] == 0
+    j.close()
