@@ -250,6 +250,14 @@ class AlertEngine:
                 st.oks.clear()
         return out
 
+    def is_acknowledged(self, alert_id: str) -> bool:
+        """True if ``alert_id`` is active and already acknowledged."""
+        return any(
+            s.active.alert_id == alert_id and s.active.acknowledged_ns is not None
+            for _, s in self.active()
+            if s.active is not None
+        )
+
     def acknowledge(self, alert_id: str, now_ns: int, by: str = "") -> AlertEvent:
         """Acknowledge an active alert (``UnknownAlert`` if no active alert has that id); a
         second acknowledgement returns the same event without a new transition."""
@@ -288,9 +296,9 @@ class AlertEngine:
     def restore(self, data: dict[str, dict[str, object]]) -> list[str]:
         """Make the alerts of a ``snapshot`` active again (a restarted gateway carries on with
         them: no second raise, and they clear like any other); returns the rules restored.
-        Entries of rules no longer configured are skipped; a malformed entry raises
-        ``ValueError``."""
-        restored: list[str] = []
+        Entries of rules no longer configured are skipped. All or nothing: a malformed entry
+        raises ``ValueError`` before any alert is restored."""
+        parsed: list[tuple[str, RuleState, Active, tuple[str, str], str]] = []
         for name, a in data.items():
             st = self.states.get(name)
             if st is None:
@@ -299,21 +307,23 @@ class AlertEngine:
                 ack = a["acknowledged_ns"]
                 model = a.get("model") or ["", ""]
                 assert isinstance(model, list)
-                st.active = Active(
+                active = Active(
                     str(a["alert_id"]),
                     int(a["raised_ns"]),  # type: ignore[call-overload]
                     Severity(int(a["severity"])),  # type: ignore[call-overload]
                     None if ack is None else int(ack),  # type: ignore[call-overload]
                     str(a.get("acknowledged_by", "")),
                 )
-                st.model = (str(model[0]), str(model[1]))
-                st.detail = str(a.get("detail", ""))
+                parsed.append(
+                    (name, st, active, (str(model[0]), str(model[1])), str(a.get("detail", "")))
+                )
             except (KeyError, TypeError, ValueError, AssertionError, IndexError) as exc:
                 raise ValueError(f"rule {name}: {exc!r}") from None
+        for _, st, active, model_ids, detail in parsed:
+            st.active, st.model, st.detail = active, model_ids, detail
             st.hits.clear()
             st.oks.clear()
-            restored.append(name)
-        return restored
+        return [name for name, *_ in parsed]
 
     # -- internals -------------------------------------------------------------------------------
     def _sensor(self, name: str, st: RuleState, frame: FeatureFrame) -> list[AlertEvent]:

@@ -159,10 +159,13 @@ class AlertStage:
         return True
 
     async def acknowledge(self, alert_id: str, by: str = "") -> AlertEvent:
-        """Acknowledge an active alert (``UnknownAlert`` if none has that id) and record it."""
+        """Acknowledge an active alert (``UnknownAlert`` if none has that id) and record it;
+        acknowledging it again returns the first acknowledgement, recorded once."""
         async with self._lock:
+            again = self.engine.is_acknowledged(alert_id)
             ev = self.engine.acknowledge(alert_id, self.clock.now_ns(), by)
-            await self._emit([], [ev])
+            if not again:
+                await self._emit([], [ev])
             return ev
 
     async def run(self) -> None:

@@ -101,7 +101,6 @@ def load_certificate_der(data: bytes) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-
 class _DenyAll(PermissionRuleset):
     """No service of a session is allowed (discovery needs no session)."""
 

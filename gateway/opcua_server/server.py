@@ -465,6 +465,19 @@ class GatewayOpcUaServer:
         for ev in events:
             await self._fire(ev)
 
+    async def show_alerts(self, engine: AlertEngine) -> None:
+        """Write the alert tags of every asset with an active alert in ``engine`` (at start:
+        the alerts restored from the previous run show before any data or transition)."""
+        server = self.server
+        if server is None:
+            return
+        now = _ts(self.clock.now_ns())
+        writes: dict[ua.NodeId, ua.DataValue] = {}
+        for asset in sorted({s.rule.asset for _, s in engine.active()}):
+            if f"Assets.{asset}" in self._ids:
+                self._alert_tags(asset, engine, writes, now)
+        await self._write_many(server, writes)
+
     async def publish_verdict(self, asset: str, verdict: str, ts_ns: int) -> None:
         """Show an escalation verdict on the asset's ``LastVerdict`` tag (source time
         ``ts_ns``: the snapshot's)."""

@@ -253,6 +253,7 @@ class Pipeline:
         access = JournalAccess(self.journal)
         if self.opcua_server is not None:
             await self.opcua_server.start()
+            await self.opcua_server.show_alerts(self.alerts.engine)  # (restored ones)
         self.store = StoreWriter(self.cfg.store, access, self.records, self.clock)
         self.store.deriver = self.forwarding
         self._store_task = self.supervisor.start(self.store)

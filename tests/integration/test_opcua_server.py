@@ -327,3 +327,34 @@ async def test_source_down_turns_channel_bad_at_the_next_check(rig: Rig) -> None
         # m2 is unaffected: it never had data
         other = client.get_node(server.node_id("Assets.m2.Channels.m2_temp.Status"))
         assert await other.read_value() == "NoData"
+
+
+async def test_alerts_restored_at_start_show_before_any_data(rig: Rig) -> None:
+    """A restarted gateway carries on with the alerts of its previous run: SCADA sees them at
+    once, even while the asset sends nothing (its device still down)."""
+    restored = rig.stage.engine.restore(
+        {
+            "anomaly": {
+                "alert_id": "anomaly@1",
+                "raised_ns": 1,
+                "severity": 3,
+                "acknowledged_ns": None,
+                "acknowledged_by": "",
+                "model": ["iforest", "7"],
+                "detail": "score 0.9",
+            }
+        }
+    )
+    assert restored == ["anomaly"]
+    await rig.server.show_alerts(rig.stage.engine)
+    async with client_of(rig.url) as client:
+
+        async def tag(name: str) -> Any:
+            return await client.get_node(rig.server.node_id(f"Assets.m1.{name}")).read_value()
+
+        assert await tag("ActiveAlerts") == 1
+        assert await tag("ActiveAlertIds") == ["anomaly@1"]
+        assert await tag("Severity") == 3
+        assert await tag("HealthState") == 4  # 1 + the machine alert's severity
+        m2 = rig.server.node_id("Assets.m2.ActiveAlerts")
+        assert await client.get_node(m2).read_value() == 0

@@ -221,3 +221,44 @@ def test_a_damaged_alert_file_is_reported_and_ignored(
     stage = AlertStage(CFG, ASSETS, inp, out, FakeClock(), state_path=state)
     assert stage.engine.active() == []
     assert "cannot restore the active alerts" in caplog.text
+
+
+async def test_a_second_acknowledgement_is_recorded_once() -> None:
+    clock = FakeClock()
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out: BoundedQueue[Record] = BoundedQueue("records", 100)
+    stage = AlertStage(CFG, ASSETS, inp, out, clock)
+    task = asyncio.create_task(stage.run())
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
+    await out.get()
+    raised = await out.get()
+    assert isinstance(raised, AlertEvent)
+    first = await stage.acknowledge(raised.alert_id, by="op1")
+    again = await stage.acknowledge(raised.alert_id, by="op2")
+    assert again == first  # the first acknowledgement stands
+    await inp.close()
+    await task
+    await out.close()
+    events = [r for r in await drain(out) if isinstance(r, AlertEvent)]
+    assert [e.state for e in events] == [AlertState.ACKNOWLEDGED]
+    assert events[0].message.startswith("acknowledged by op1")
+    assert stage.events == 2  # raised, acknowledged
+
+
+def test_an_alert_file_with_one_damaged_entry_restores_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "alerts-active.json"
+    good = {
+        "alert_id": "anomaly@1",
+        "raised_ns": 1,
+        "severity": 2,
+        "acknowledged_ns": None,
+        "acknowledged_by": "",
+    }
+    state.write_text(json.dumps({"anomaly": good, "stale": {**good, "severity": 9}}))
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 10)
+    out: BoundedQueue[Record] = BoundedQueue("records", 10)
+    stage = AlertStage(CFG, ASSETS, inp, out, FakeClock(), state_path=state)
+    assert stage.engine.active() == []  # as the log says: none restored
+    assert "none restored" in caplog.text
