@@ -9,6 +9,9 @@ handles transitions one at a time, in order, so the alert stage never waits on a
   holds (per that file, e.g. the same alert raised again after a restart) is not written again.
 - Rate limit: at most one write per rule per ``min_interval_s``; a later transition waits for
   its turn (it is not dropped, so the output ends in the right state).
+- At start (``reconcile``): wherever the value last written for a rule disagrees with its
+  alert as restored from the previous run (a transition whose write was still waiting for its
+  turn or its retries when the gateway stopped), the value the alert implies is written.
 - Failures: an unreachable device is retried with backoff (``attempts`` times); a refused
   write is not retried. Every outcome (written, skipped, failed) becomes an ``ActionRecord``
   on the output queue (the store keeps it) and is counted.
@@ -36,7 +39,7 @@ from gateway.alerts.config import AlertRule, ModbusAction, OpcUaAction
 from gateway.core.clock import Clock
 from gateway.core.configbase import Backoff
 from gateway.core.errors import PermanentError, TransientError
-from gateway.core.records import ActionRecord, AlertEvent, AlertState
+from gateway.core.records import ActionRecord, AlertEvent, AlertState, Severity
 from gateway.runtime.queues import BoundedQueue, QueueClosed
 
 log = logging.getLogger(__name__)
@@ -129,9 +132,50 @@ class ActionRunner:
         self.counts = {"written": 0, "skipped": 0, "failed": 0}
         self.last: dict[str, dict[str, object]] = self._load()
         self._written_at: dict[str, float] = {}
+        #: writes ``run`` makes first (``reconcile``)
+        self._reconcile: list[AlertEvent] = []
 
     def status(self) -> dict[str, object]:
         return dict(self.counts)
+
+    def reconcile(self, active: dict[str, tuple[str, Severity]]) -> int:
+        """Have ``run`` make first, before any new transition, a write for each rule whose last
+        written value disagrees with ``active`` (rule -> (alert id, severity) of the alerts
+        restored from the previous run): the raise value for an active alert, the clear value
+        for a rule last written for an alert that is no longer active. A rule never written and
+        not active is left alone. Returns how many writes are due."""
+        now = self.clock.now_ns()
+        queued = 0
+        for name, rule in self.rules.items():
+            assert rule.action is not None
+            t, last = rule.action.target, self.last.get(name)
+            if name in active:
+                (alert_id, severity), state, want = active[name], AlertState.RAISED, t.on_raise
+            elif last is not None:
+                alert_id, state = str(last.get("alert_id", "")), AlertState.CLEARED
+                want = t.on_clear
+                severity = Severity[rule.severity_name.upper()]
+            else:
+                continue
+            if last is not None and last.get("value") == want and last.get("target") == describe(t):
+                continue
+            self._reconcile.append(
+                AlertEvent(
+                    alert_id,
+                    rule.asset,
+                    name,
+                    state,
+                    severity,
+                    now,
+                    "output reconciled at start with the alert restored from the previous run",
+                    category=rule.category,
+                    channel=rule.channel or "",
+                )
+            )
+            queued += 1
+        if queued:
+            log.info("alert actions: %d output(s) to reconcile with the restored alerts", queued)
+        return queued
 
     async def on_events(self, events: Sequence[AlertEvent]) -> Sequence[ActionRecord]:
         for ev in events:
@@ -140,6 +184,10 @@ class ActionRunner:
         return ()
 
     async def run(self) -> None:
+        while self._reconcile:
+            ev = self._reconcile[0]
+            await self.out.put(await self._handle(ev))
+            self._reconcile.pop(0)
         while True:
             try:
                 ev = await self.inp.get()

@@ -271,6 +271,13 @@ class Pipeline:
                 self.escalator.listeners.append(self.opcua_server)
             self._escalator_task = self.supervisor.start(self.escalator)
         if self.actions is not None:
+            self.actions.reconcile(
+                {
+                    name: (st.active.alert_id, st.active.severity)
+                    for name, st in self.alerts.engine.active()
+                    if st.active is not None
+                }
+            )
             self._actions_task = self.supervisor.start(self.actions)
         self._alerts_task = self.supervisor.start(self.alerts)
         if self.inference is not None and self.frames is not None:  # (else DSP scores)

@@ -17,7 +17,7 @@ from gateway.alerts.config import AlertsConfig
 from gateway.alerts.engine import AlertEngine
 from gateway.config.plant import Asset
 from gateway.core.clock import FakeClock
-from gateway.core.records import ActionRecord, AlertEvent, AlertState, Score
+from gateway.core.records import ActionRecord, AlertEvent, AlertState, Score, Severity
 from gateway.demo import free_port
 from gateway.runtime.queues import BoundedQueue
 from gateway.store.codec import record_row
@@ -165,6 +165,45 @@ async def test_coil_written_exactly_once_per_transition_and_not_after_restart(
         assert rows[1].payload["target"] == f"modbus://127.0.0.1:{port}/1/coil/{COIL}"
     finally:
         j.close()
+
+
+async def test_outputs_are_reconciled_at_start_with_the_restored_alerts(
+    plc: RecordingServer, port: int, tmp_path: Path
+) -> None:
+    """The gateway stopped while a transition's write waited for its turn: at the next start
+    the output is made to agree with the alert as restored (cleared: on_clear; still active:
+    on_raise); an output that already agrees is not written."""
+    state = tmp_path / "alert-actions.json"
+    cfg = alerts_cfg(port)
+    clock = FakeClock()
+    rig = Rig(cfg, state, clock)
+    await rig.score(0.9)  # raised: the coil is set
+    assert (await rig.out.get()).outcome == "written"
+    await rig.close()  # ...the clear that follows never gets written: the gateway stops
+    assert await coil(port) is True
+
+    async def restart(active: dict[str, tuple[str, Severity]]) -> list[ActionRecord]:
+        out: BoundedQueue[ActionRecord] = BoundedQueue("records", 100)
+        runner = ActionRunner(dict(cfg.rules), state, out, clock, attempts=2)
+        due = runner.reconcile(active)
+        task = asyncio.create_task(runner.run())
+        audits = [await out.get() for _ in range(due)]
+        await runner.inp.close()
+        await task
+        return audits
+
+    # restored with no active alert (it was cleared before the stop): the coil is cleared
+    [cleared] = await restart({})
+    assert (cleared.transition, cleared.outcome) == (AlertState.CLEARED, "written")
+    assert cleared.value == 0
+    assert await coil(port) is False
+    # restored with an active alert whose raise was never written: the coil is set
+    [raised] = await restart({"anomaly": ("anomaly@5", Severity.ALARM)})
+    assert (raised.alert_id, raised.transition, raised.value) == ("anomaly@5", AlertState.RAISED, 1)
+    assert await coil(port) is True
+    writes = len(plc.writes)
+    assert await restart({"anomaly": ("anomaly@5", Severity.ALARM)}) == []  # agrees: no write
+    assert len(plc.writes) == writes
 
 
 async def test_writes_are_rate_limited_not_dropped(
