@@ -2,9 +2,13 @@
 interval, as ``summary`` journal rows.
 
 Intervals are aligned to multiples of the interval in source time, and a summary's ``ts_ns`` is
-its interval's start: re-sending one, or emitting the same interval again after a restart,
-writes the same point (idempotent key: measurement ``summary``, asset, channel, time). A summary
-is emitted when the first frame of a later interval arrives, or by ``flush`` (at shutdown).
+its interval's start; re-sending a stored summary writes the same point (idempotent key:
+measurement ``summary``, asset, channel, time). A summary that covers only part of its interval
+from its start on the gateway's side (a channel's first interval after the gateway starts, or
+the rest of an interval after the channel's feature names changed) is stamped with its first
+frame's start instead, so that it never overwrites the summary of the same interval's other
+part (flushed by the previous run at its shutdown, or made before the change). A summary is
+emitted when the first frame of a later interval arrives, or by ``flush`` (at shutdown).
 Non-finite feature values are left out of the statistics (a feature with none stays ``null``).
 """
 
@@ -28,6 +32,7 @@ class _Acc:
     n: Float64Array
     last: Float64Array
     end_ts_ns: int
+    ts_ns: int  # the summary's time: its interval's start, or its first frame's (see above)
     frames: int = 0
     worst_quality: int = 0
     units: tuple[str, ...] = field(default_factory=tuple)
@@ -51,6 +56,8 @@ class Summarizer:
         bucket = f.start_ts_ns // step
         acc = self._open.get(key)
         out = None
+        # a whole interval only after the previous one closed on a frame of this one
+        whole = acc is not None and acc.bucket < bucket
         if acc is not None and (acc.bucket != bucket or acc.names != f.names):
             out = self._row(key, acc)
             acc = None
@@ -67,6 +74,7 @@ class Summarizer:
                 np.zeros(len(v)),
                 np.full(len(v), np.nan),
                 f.end_ts_ns,
+                bucket * step if whole else f.start_ts_ns,
                 units=f.units,
             )
         acc.lo = np.where(ok, np.minimum(acc.lo, v), acc.lo)
@@ -102,7 +110,7 @@ class Summarizer:
             }
         return Row(
             kind="summary",
-            ts_ns=acc.bucket * step,
+            ts_ns=acc.ts_ns,
             asset=asset,
             channel=channel,
             payload={
