@@ -197,4 +197,10 @@ def cross_check(cfg: GatewayConfig) -> list[tuple[str, str]]:
         if asset not in cfg.assets:
             errors.append((f"models.assets.{asset}", f"unknown asset {asset!r}"))
     errors += forwarding_errors(cfg.forwarding, set(cfg.assets))
+    esc, influx = cfg.forwarding.escalation, cfg.uplink.influxdb
+    if esc is not None and influx is not None and esc.name == influx.name:
+        # each sink keeps its own cursor in the store, by name
+        errors.append(
+            ("forwarding.escalation.name", f"{esc.name!r} is the uplink's name too: use another")
+        )
     return errors

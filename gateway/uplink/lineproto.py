@@ -15,6 +15,8 @@ record twice writes the same point twice and the server keeps one (an idempotent
   snapshot_id; fields ``verdict`` (string) and ``confidence``.
 - ``alert`` / ``sensor``: tags asset, channel, model_version, rule, alert_id, state; fields
   ``severity`` (int), ``state_code`` (1 raised, 2 acknowledged, 3 cleared), ``message``.
+- ``action`` (the audit of an alert action): tags asset, rule, alert_id, transition, outcome;
+  fields ``value``, ``target`` and ``detail`` (strings).
 Empty tag values are left out (line protocol has no empty tags).
 Written here rather than with ``influxdb_client.Point``: tags are sorted (fields of other kinds
 too), floats are written in their shortest round-trip form (by orjson, in C: ten times faster
@@ -195,6 +197,18 @@ def to_line(r: Row) -> str:
         fields["severity"] = int(sev) if isinstance(sev, int) else 0
         fields["state_code"] = STATE_CODE.get(state, 0)
         fields["message"] = str(pl.get("message", ""))
+    elif r.kind == "action":
+        tags.update(
+            rule=str(pl.get("rule", "")),
+            alert_id=str(pl.get("alert_id", "")),
+            transition=str(pl.get("transition", "")),
+            outcome=str(pl.get("outcome", "")),
+        )
+        value = _num(pl.get("value"))
+        if value is not None:
+            fields["value"] = value
+        fields["target"] = str(pl.get("target", ""))
+        fields["detail"] = str(pl.get("detail", ""))
     else:
         for k, v in pl.items():
             f = _num(v)

@@ -112,3 +112,23 @@ def test_summaries_per_aligned_interval_skip_non_finite_values() -> None:
     assert rest.ts_ns == T0 + 2 * 10**9
     assert rest.payload["features"]["rms"] == {"min": 5.0, "mean": 5.0, "max": 5.0, "last": 5.0}  # type: ignore[index]
     assert Summarizer({}).add(frame(0.0, 1.0)) is None  # full mode: no summaries
+
+
+def test_escalation_and_uplink_need_names_of_their_own(tmp_path: Path) -> None:
+    """Each sink keeps its own cursor in the store, by name: one name for both would make the
+    uplink resume from the escalation's position after a restart."""
+    errs = errors_of(
+        """
+[uplink.influxdb]
+name = "cloud"
+url = "http://127.0.0.1:1"
+org = "o"
+bucket = "b"
+token = "t"
+[forwarding.escalation]
+name = "cloud"
+url = "https://127.0.0.1:1/x"
+""",
+        tmp_path,
+    )
+    assert errs["forwarding.escalation.name"] == "'cloud' is the uplink's name too: use another"

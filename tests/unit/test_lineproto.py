@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.core.records import ActionRecord, AlertState
 from gateway.store.codec import record_row
 from gateway.store.journal import Row, decode_payload, encode_payload
 from gateway.uplink.influx import parse_retry_after
@@ -24,6 +25,22 @@ def test_each_kind_has_its_measurement_tags_and_fields() -> None:
         "sensor,alert_id=a3,asset=m2,channel=m2_vib,model_version=1.2.0,rule=vib_high,state=raised "
     )
     assert 'message="vibration high (3)",severity=3i,state_code=1i' in a
+    act = ActionRecord(
+        "a3",
+        "m2",
+        "vib_high",
+        AlertState.RAISED,
+        T0,
+        "modbus://plc:502/1/coil/7",
+        1.0,
+        "failed",
+        "device refused the write",
+    )
+    assert to_line(record_row(act)) == (
+        "action,alert_id=a3,asset=m2,outcome=failed,rule=vib_high,transition=raised "
+        'detail="device refused the write",target="modbus://plc:502/1/coil/7",value=1.0 '
+        f"{T0}"
+    )
 
 
 def test_escaping_non_finite_values_and_determinism() -> None:
