@@ -15,8 +15,8 @@ class StoreConfig(StrictModel):
     """SQLite journal. A relative ``path`` is inside ``gateway.state_dir``.
 
     Bounds: the file stays under ``max_bytes`` (bytes) and leaves ``min_free_bytes`` free on its
-    disk; bulk records (features, scores) older than ``max_age_s`` and alerts older than
-    ``alert_max_age_s`` are deleted. Eviction order when full: acknowledged records, then
+    disk (short of that, it stops growing); bulk records (features, scores) stored more than
+    ``max_age_s`` ago and alerts stored more than ``alert_max_age_s`` ago are deleted. Eviction order when full: acknowledged records, then
     features, then scores; alerts only when nothing else is left.
     """
 

@@ -14,9 +14,11 @@ truncated after each eviction, so file plus WAL stay within ``max_bytes`` (for b
 against it). Eviction commits in its own transaction before the batch's. It frees room by
 deleting, oldest first, records every configured sink has acknowledged, then unacknowledged
 features, then scores, then other bulk kinds; priority records go last, only when nothing else
-is left (each such drop is logged as an error). Records older than ``max_age_s`` (bulk) or
-``priority_max_age_s`` are deleted too. Every unacknowledged record deleted is a *drop*,
-counted by kind in ``drops``.
+is left (each such drop is logged as an error). Records stored more than ``max_age_s`` (bulk)
+or ``priority_max_age_s`` ago are deleted too: their age is the gateway's, from ``seq_times``
+(the last ``seq`` at each age check, every ``AGE_CHECK_NS``), never a device's source time (a
+device with a wrong clock must not get its records deleted unsent). Every unacknowledged
+record deleted is a *drop*, counted by kind in ``drops``.
 
 Payloads are stored as compact JSON (orjson; non-finite numbers as ``null``). Feature rows the
 store writer encodes hold their values only, their names and units being stored once in the
@@ -87,6 +89,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     model_version TEXT NOT NULL,
     payload TEXT NOT NULL,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seq_times (
+    ts_ns INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL
 );
 """
     + layouts.LAYOUTS_SCHEMA
@@ -254,11 +260,13 @@ class Journal:
         b = self.bounds
         bounded = b.max_bytes is not None or b.min_free_bytes > 0
         aged = (b.max_age_s or b.priority_max_age_s) and now_ns is not None
+        mark = False  # an age check: note when the rows of this batch were stored
         if bounded or aged:
             with self._tx():  # make room in its own transaction, so each stays small
                 if aged and now_ns is not None and now_ns >= self._next_age_check_ns:
                     self._evict_by_age(now_ns)
                     self._next_age_check_ns = now_ns + AGE_CHECK_NS
+                    mark = True
                 self._make_room(incoming)
                 evicted = bool(self._drops_tx) or self._pruned_tx > 0
         self.drops.update(self._drops_tx)
@@ -285,6 +293,10 @@ class Journal:
             last = cur.lastrowid
             if last is None:  # executemany does not always report it
                 (last,) = self._db.execute("SELECT max(seq) FROM records").fetchone()
+            if mark:  # every seq up to ``last`` was stored by ``now_ns``
+                self._db.execute(
+                    "INSERT OR REPLACE INTO seq_times(ts_ns, seq) VALUES (?, ?)", (now_ns, last)
+                )
         self.layouts.update(new)  # (once committed)
         self._registered_seen = seen
         return int(last)
@@ -521,6 +533,7 @@ class Journal:
     def _evict_by_age(self, now_ns: int) -> None:
         b = self.bounds
         prio = ",".join(f"'{k}'" for k in PRIORITY_KINDS)
+        cutoffs: list[int] = []
         for age, lane, where in (
             (b.max_age_s, "bulk", f"kind NOT IN ({prio})"),
             (b.priority_max_age_s, "priority", f"kind IN ({prio})"),
@@ -528,26 +541,30 @@ class Journal:
             if age is None:
                 continue
             cutoff = now_ns - int(age * 1e9)
-            acked = self._acked_upto(lane)
-            # records arrive about in time order: only the range before the first record
-            # that is young enough is looked at (no scan of the whole table)
-            first_young = self._db.execute(
-                f"SELECT seq FROM records WHERE {where} AND ts_ns >= ? ORDER BY seq LIMIT 1",
-                (cutoff,),
+            cutoffs.append(cutoff)
+            # the last seq stored by the cutoff: every record up to it is at least that old
+            (upto,) = self._db.execute(
+                "SELECT max(seq) FROM seq_times WHERE ts_ns <= ?", (cutoff,)
             ).fetchone()
-            bound = first_young[0] if first_young else self.last_seq() + 1
+            if upto is None:
+                continue
+            acked = self._acked_upto(lane)
             dropped = self._db.execute(
-                f"SELECT kind, count(*) FROM records WHERE seq < ? AND {where} AND ts_ns < ? "
-                "AND seq > ? GROUP BY kind",
-                (bound, cutoff, acked),
+                f"SELECT kind, count(*) FROM records WHERE seq <= ? AND {where} AND seq > ? "
+                "GROUP BY kind",
+                (upto, acked),
             ).fetchall()
-            cur = self._db.execute(
-                f"DELETE FROM records WHERE seq < ? AND {where} AND ts_ns < ?", (bound, cutoff)
-            )
+            cur = self._db.execute(f"DELETE FROM records WHERE seq <= ? AND {where}", (upto,))
             n_drop = sum(c for _, c in dropped)
             for k, c in dropped:
                 self._drops_tx[k] += c
             self._pruned_tx += max(0, cur.rowcount - n_drop)
+        if cutoffs:  # marks before the last one any cutoff still needs are of no more use
+            self._db.execute(
+                "DELETE FROM seq_times WHERE ts_ns < "
+                "(SELECT max(ts_ns) FROM seq_times WHERE ts_ns <= ?)",
+                (min(cutoffs),),
+            )
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)

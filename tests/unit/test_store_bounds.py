@@ -215,3 +215,31 @@ def test_delivered_alerts_are_pruned_though_escalation_reads_no_alerts(tmp_path:
     assert j.pruned == 1000
     assert j.drops["alert"] == 0
     j.close()
+
+
+def test_age_is_counted_from_when_the_gateway_stored_a_record_not_its_source_time(
+    tmp_path: Path,
+) -> None:
+    """A device whose clock is wrong (reset to 2000) sends records with old source times: they
+    stay until they were *stored* ``max_age`` ago."""
+    j = Journal(
+        tmp_path / "j.sqlite", bounds=Bounds(max_age_s=60, priority_max_age_s=3600), sinks=["s"]
+    )
+    y2000 = 946_684_800 * 10**9
+    j.append(
+        [Row("alert", y2000, "a", "", {"alert_id": "x"}), Row("feature", y2000, "a", "c", {})],
+        now_ns=T0,
+    )
+    j.append([Row("feature", T0 + 11 * 10**9, "a", "c", {})], now_ns=T0 + 11 * 10**9)
+    assert j.count("alert") == 1
+    assert j.count("feature") == 2
+    assert not j.drops
+    j.append([Row("feature", T0 + 70 * 10**9, "a", "c", {})], now_ns=T0 + 70 * 10**9)
+    assert j.count("feature") == 2  # the one stored 70 s ago went (and counted: unsent)
+    assert j.drops == {"feature": 1}
+    assert j.count("alert") == 1  # alerts have their own, longer age
+    j.append([], now_ns=T0 + 3700 * 10**9)  # (an empty batch writes nothing)
+    j.append([Row("feature", T0, "a", "c", {})], now_ns=T0 + 3700 * 10**9)
+    assert j.count("alert") == 0
+    assert j.drops["alert"] == 1
+    j.close()
