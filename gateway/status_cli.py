@@ -52,7 +52,10 @@ def format_status(s: Mapping[str, Any]) -> str:
         d = _d(d)
         reads = int(d.get("reads", 0))
         lat = float(d.get("read_seconds", 0.0)) / reads * 1e3 if reads else 0.0
-        errors = sum(int(d.get(k, 0)) for k in ("transient_errors", "permanent_errors", "busy"))
+        errors = sum(
+            int(d.get(k, 0))
+            for k in ("transient_errors", "permanent_errors", "failed_requests", "busy")
+        )
         out.append(
             f"  {name:<16} {d.get('state', '?'):<12} reads {reads}, errors {errors}, "
             f"latency {lat:.1f} ms, samples lost {d.get('samples_lost', 0)}"

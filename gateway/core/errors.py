@@ -32,6 +32,11 @@ class DeviceBusyError(TransientError):
     """The device answered "busy" (Modbus exception 5 or 6): retry the request shortly."""
 
 
+class RequestFailedError(TransientError):
+    """One request got no answer, or a malformed one, on a connection that is still up: the
+    request failed, not necessarily the connection."""
+
+
 class PermanentError(GatewayError):
     """A failure that retrying cannot fix; reject the item and count it."""
 

@@ -25,6 +25,7 @@ UPLINK_STATES = ("up", "degraded", "down")
 ERROR_CLASSES = {
     "transient_errors": "transient",
     "permanent_errors": "permanent",
+    "failed_requests": "failed_request",
     "busy": "busy",
     "failed_connects": "connect",
     "disconnects": "disconnect",

@@ -73,7 +73,13 @@ class BrokenServer:
 
 def errors(col: ModbusCollector) -> int:
     c = col.counters
-    return c.transient_errors + c.permanent_errors + c.disconnects + c.failed_connects
+    return (
+        c.transient_errors
+        + c.permanent_errors
+        + c.failed_requests
+        + c.disconnects
+        + c.failed_connects
+    )
 
 
 @pytest.fixture

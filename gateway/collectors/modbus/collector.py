@@ -4,6 +4,11 @@ It connects, then runs one poll loop per poll group and one per waveform ring un
 connection fails; then it closes, waits with backoff and jitter, and reconnects, forever. State
 changes are logged once ("connected", "unreachable", "recovered"), not every failed attempt.
 Output: ``Reading`` for tags and ``SampleBlock`` for waveforms, on the shared samples queue.
+
+A request that fails on its own (no answer, a malformed answer) marks its tags Bad for that
+period, or skips that waveform poll; the connection is dropped only when it is lost, or after
+``failed_requests_before_reconnect`` failed requests in a row with no answer in between.
+Readings already read in a period are delivered in every case.
 """
 
 from __future__ import annotations
@@ -28,7 +33,12 @@ from gateway.collectors.modbus.transport import ModbusTransport
 from gateway.collectors.state import StateEvents
 from gateway.config.plant import Channel
 from gateway.core.clock import Clock
-from gateway.core.errors import DeviceBusyError, PermanentError, TransientError
+from gateway.core.errors import (
+    DeviceBusyError,
+    PermanentError,
+    RequestFailedError,
+    TransientError,
+)
 from gateway.core.records import Quality, Reading, SampleBlock
 from gateway.runtime.queues import BoundedQueue
 from gateway.runtime.ratelimit import RateLimitedLog
@@ -65,8 +75,11 @@ class DeviceCounters:
     failed_connects: int = 0
     disconnects: int = 0
     reads: int = 0
+    #: connections given up (lost, or too many failed requests in a row)
     transient_errors: int = 0
     permanent_errors: int = 0
+    #: requests with no answer or a malformed one (their tags are Bad for that period)
+    failed_requests: int = 0
     busy: int = 0
     stale_events: int = 0
     breaker_opens: int = 0
@@ -109,12 +122,17 @@ class ModbusCollector:
         }
         self._failed_attempts = 0
         self.breaker = "closed"  # closed | open | half-open
-        self._bad_requests: set[tuple[int, int]] = set()
+        self._failed_in_row = 0  # failed requests since the last answer
+        #: (function, address) of each request in trouble -> "exception" or "no answer"
+        self._troubled: dict[tuple[int, int], str] = {}
+        #: per tag poll loop, readings read this period and not yet queued
+        self._pending: dict[str, list[Reading]] = {}
         self._busy_logged = False
         self._overrun_log = RateLimitedLog(log, interval_s=60.0)
         period = {t.channel: cfg.poll_groups[t.poll_group].period_s for t in cfg.tags}
         self._stale_limit = {c: p * cfg.stale_after_periods for c, p in period.items()}
-        self._last_ok: dict[str, tuple[float, float]] = {}  # channel -> (monotonic s, value)
+        #: channel -> (monotonic s, last delivered reading)
+        self._last: dict[str, tuple[float, Reading]] = {}
         self.stale: set[str] = set()
         self._states = StateEvents(STATES)
         #: set after every connection attempt (tests and status views wait on it)
@@ -153,6 +171,7 @@ class ModbusCollector:
                         self.breaker = "half-open"  # the next attempt is the probe
                     continue
                 self.counters.connects += 1
+                self._failed_in_row = 0
                 self.changed.set()
                 error = await self._poll_until_error()
                 self.counters.transient_errors += 1
@@ -185,8 +204,9 @@ class ModbusCollector:
         return self.cfg.breaker_cooldown_s
 
     async def _watch_stale(self, started: float) -> None:
-        """Re-send tags not refreshed within their limit once, as Uncertain with the last value
-        (Bad and NaN if never read); log when the device's set of stale tags changes."""
+        """Re-send tags with no reading (Good or Bad) within their limit once: the last value as
+        Uncertain if the last reading was Good, else Bad and NaN. Logs the tags going stale at
+        each check that finds some, and when all are fresh again."""
         if not self._stale_limit:
             return
         tick = min(self._stale_limit.values()) / 2
@@ -195,25 +215,26 @@ class ModbusCollector:
             now, ts = self.clock.monotonic(), self.clock.now_ns()
             newly = []
             for ch, limit in self._stale_limit.items():
-                seen_at, value = self._last_ok.get(ch, (started, float("nan")))
+                seen_at, last = self._last.get(ch, (started, None))
                 if ch not in self.stale and now - seen_at > limit:
                     newly.append(ch)
-                    quality = Quality.UNCERTAIN if ch in self._last_ok else Quality.BAD
+                    if last is not None and last.quality == Quality.GOOD:
+                        value, quality = last.value, Quality.UNCERTAIN
+                    else:
+                        value, quality = float("nan"), Quality.BAD
                     await self.out.put(Reading(ch, ts, ts, value, quality))
             if newly:
-                if not self.stale:
-                    log.warning(
-                        "device %s: tag(s) %s stale (not refreshed in time)",
-                        self.device_id,
-                        ", ".join(newly),
-                    )
+                log.warning(
+                    "device %s: tag(s) %s stale (not refreshed in time)",
+                    self.device_id,
+                    ", ".join(newly),
+                )
                 self.stale.update(newly)
                 self.counters.stale_events += len(newly)
 
     def _fresh(self, r: Reading) -> None:
-        if r.quality != Quality.GOOD:
-            return
-        self._last_ok[r.channel] = (self.clock.monotonic(), r.value)
+        """Record ``r`` (Good or Bad) as its channel's last delivered reading."""
+        self._last[r.channel] = (self.clock.monotonic(), r)
         if r.channel in self.stale:
             self.stale.discard(r.channel)
             if not self.stale:
@@ -241,7 +262,15 @@ class ModbusCollector:
             if e is not None and not isinstance(e, TransientError):
                 raise e
             first = first or e
+        for pending in self._pending.values():  # read before the failure: still delivered
+            await self._deliver(pending)
         return first or TransientError("poll loops ended")
+
+    async def _deliver(self, readings: list[Reading]) -> None:
+        """Queue ``readings`` in order, removing each once queued (a cancel leaves the rest)."""
+        while readings:
+            await self.out.put(readings[0])
+            self._fresh(readings.pop(0))
 
     # -- state changes, logged once each ------------------------------------------------
     def _set_connected(self) -> None:
@@ -277,14 +306,23 @@ class ModbusCollector:
         self, function: int, address: int, count: int
     ) -> Sequence[int] | Sequence[bool]:
         """One request, retried ``busy_retries`` times (doubling pauses) while the device
-        answers busy; then ``DeviceBusyError``."""
+        answers busy; then ``DeviceBusyError``. ``RequestFailedError`` (counted) if it got no
+        valid answer; any answer, even an exception response, resets the failures in a row."""
         attempt = 0
         while True:
             self.counters.reads += 1
             t0 = self.clock.monotonic()
             try:
                 values = await self.transport.read(function, address, count)
+            except RequestFailedError:
+                self.counters.failed_requests += 1
+                self._failed_in_row += 1
+                raise
+            except PermanentError:
+                self._failed_in_row = 0
+                raise
             except DeviceBusyError:
+                self._failed_in_row = 0
                 self.counters.busy += 1
                 if attempt >= self.cfg.busy_retries:
                     if not self._busy_logged:
@@ -297,6 +335,7 @@ class ModbusCollector:
                 attempt += 1
                 continue
             self.counters.read_seconds += self.clock.monotonic() - t0
+            self._failed_in_row = 0
             if self._busy_logged:
                 log.info("device %s answers again", self.device_id)
                 self._busy_logged = False
@@ -304,6 +343,26 @@ class ModbusCollector:
                 self._set_connected()
                 self.changed.set()
             return values
+
+    def _give_up_if_too_many(self, exc: RequestFailedError) -> None:
+        """Raise ``TransientError`` (drop the connection) once ``failed_requests_before_reconnect``
+        requests in a row have failed."""
+        limit = self.cfg.failed_requests_before_reconnect
+        if self._failed_in_row >= limit:
+            raise TransientError(
+                f"{self._failed_in_row} request(s) in a row without a valid answer, the last: {exc}"
+            ) from exc
+
+    def _trouble_starts(self, key: tuple[int, int], kind: str) -> bool:
+        """Note that request ``key`` fails with ``kind``; True if that is a change (to log)."""
+        if self._troubled.get(key) == kind:
+            return False
+        self._troubled[key] = kind
+        return True
+
+    def _trouble_ends(self, key: tuple[int, int]) -> bool:
+        """Note that request ``key`` worked; True if it was in trouble (to log)."""
+        return self._troubled.pop(key, None) is not None
 
     async def _next_period(self, period_s: float, deadline: float) -> float:
         """Sleep until ``deadline + period_s``; an overrun skips missed periods (counted)."""
@@ -316,39 +375,48 @@ class ModbusCollector:
         return deadline
 
     async def _poll_tags(self, group: str, plan: list[ReadRequest]) -> None:
+        """Read ``plan`` every period and queue its readings at the end of the period; on
+        ``TransientError`` they stay in ``_pending`` for ``_poll_until_error`` to deliver."""
         period = self.cfg.poll_groups[group].period_s
+        readings = self._pending[group] = []
         deadline = self.clock.monotonic()
         while True:
             ts = self.clock.now_ns()
-            readings: list[Reading] = []
             for req in plan:
-                key = (req.function, req.address)
-                try:
-                    raw = await self._read(req.function, req.address, req.count)
-                except DeviceBusyError:
-                    continue  # no fresh value this period; the stale watch covers long spells
-                except PermanentError as exc:
-                    self.counters.permanent_errors += 1
-                    if key not in self._bad_requests:
-                        self._bad_requests.add(key)
-                        log.error(
-                            "device %s: %s; tags %s are marked bad",
-                            self.device_id,
-                            exc,
-                            ", ".join(t.channel for t in req.tags),
-                        )
-                    readings += [
-                        Reading(t.channel, ts, ts, float("nan"), Quality.BAD) for t in req.tags
-                    ]
-                    continue
-                if key in self._bad_requests:
-                    self._bad_requests.discard(key)
-                    log.info("device %s: read at %d works again", self.device_id, req.address)
-                readings += [self._decode_tag(t, req, raw, ts) for t in req.tags]
-            for r in readings:
-                self._fresh(r)
-                await self.out.put(r)
+                await self._read_request(req, ts, readings)
+            await self._deliver(readings)
             deadline = await self._next_period(period, deadline)
+
+    async def _read_request(self, req: ReadRequest, ts: int, readings: list[Reading]) -> None:
+        """Read ``req`` and append its tags' readings: decoded, Bad for an exception response or
+        a failed request, none while the device is busy. ``TransientError`` (after appending)
+        when the connection is lost or too many requests in a row failed."""
+        key = (req.function, req.address)
+        tags = ", ".join(t.channel for t in req.tags)
+        try:
+            raw = await self._read(req.function, req.address, req.count)
+        except DeviceBusyError:
+            return  # no fresh value this period; the stale watch covers long spells
+        except PermanentError as exc:
+            self.counters.permanent_errors += 1
+            if self._trouble_starts(key, "exception"):
+                log.error("device %s: %s; tags %s are marked bad", self.device_id, exc, tags)
+            readings += [Reading(t.channel, ts, ts, float("nan"), Quality.BAD) for t in req.tags]
+            return
+        except RequestFailedError as exc:
+            if self._trouble_starts(key, "no answer"):
+                log.warning(
+                    "device %s: %s; tags %s are marked bad until it answers",
+                    self.device_id,
+                    exc,
+                    tags,
+                )
+            readings += [Reading(t.channel, ts, ts, float("nan"), Quality.BAD) for t in req.tags]
+            self._give_up_if_too_many(exc)
+            return
+        if self._trouble_ends(key):
+            log.info("device %s: read at %d works again", self.device_id, req.address)
+        readings += [self._decode_tag(t, req, raw, ts) for t in req.tags]
 
     def _decode_tag(
         self, tag: ModbusTag, req: ReadRequest, raw: Sequence[int] | Sequence[bool], ts: int
@@ -380,14 +448,22 @@ class ModbusCollector:
             except PermanentError as exc:  # a wrong address: count, log once, keep polling
                 block = None
                 self.counters.permanent_errors += 1
-                if key not in self._bad_requests:
-                    self._bad_requests.add(key)
+                if self._trouble_starts(key, "exception"):
                     log.error(
                         "device %s: %s; waveform %s not available", self.device_id, exc, w.channel
                     )
+            except RequestFailedError as exc:  # skip this poll: the ring keeps the samples
+                block = None
+                if self._trouble_starts(key, "no answer"):
+                    log.warning(
+                        "device %s: %s; waveform %s polls skipped until it answers",
+                        self.device_id,
+                        exc,
+                        w.channel,
+                    )
+                self._give_up_if_too_many(exc)
             else:
-                if key in self._bad_requests:
-                    self._bad_requests.discard(key)
+                if self._trouble_ends(key):
                     log.info("device %s: waveform %s readable again", self.device_id, w.channel)
             if block is not None:
                 await self.out.put(block)

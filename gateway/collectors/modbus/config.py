@@ -131,6 +131,9 @@ class ModbusDevice(StrictModel):
     #: breaker_cooldown_s before one probe attempt (half-open)
     breaker_threshold: int = Field(5, ge=1, le=1000)
     breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
+    #: a request with no answer (or a malformed one) marks its tags Bad for that period; only
+    #: this many failed requests in a row, with no answer in between, drop the connection
+    failed_requests_before_reconnect: int = Field(3, ge=1, le=1000)
     poll_groups: dict[str, PollGroup] = Field(default_factory=lambda: {"default": PollGroup()})
     tags: list[ModbusTag] = Field(default_factory=list)
     waveforms: list[ModbusWaveform] = Field(default_factory=list)

@@ -1,8 +1,9 @@
 """Thin async wrapper over pymodbus clients: connect, read, classify errors.
 
-Exceptions from the client become ``TransientError`` (connection lost, timeout: reconnect and
-retry) or ``PermanentError`` (an exception response such as illegal address: the request itself
-is wrong and retrying cannot help).
+Exceptions from the client become ``TransientError`` (connection lost: reconnect and retry),
+``RequestFailedError`` (no answer to one request, or a malformed one, on a connection that is
+still up: the caller decides when that is worth a reconnect) or ``PermanentError`` (an exception
+response such as illegal address: the request itself is wrong and retrying cannot help).
 
 RTU devices on the same serial port share one ``SerialBus``: one client (serial ports are opened
 exclusively), one lock, so one transaction at a time runs per bus, each followed by the
@@ -17,11 +18,16 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.mixin import ModbusClientMixin
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from gateway.collectors.modbus.config import ModbusDevice
 from gateway.collectors.modbus.slots import Slots
-from gateway.core.errors import DeviceBusyError, PermanentError, TransientError
+from gateway.core.errors import (
+    DeviceBusyError,
+    PermanentError,
+    RequestFailedError,
+    TransientError,
+)
 
 
 class SerialBus:
@@ -40,6 +46,8 @@ class SerialBus:
             retries=0,
             reconnect_delay=0,
         )
+        # the collector decides when unanswered requests are worth a reconnect
+        self.client.set_max_no_responses(cfg.failed_requests_before_reconnect)
         self.lock = asyncio.Lock()
         self.users = 0
         self.gap_s = inter_frame_delay_s(cfg.baudrate)
@@ -112,6 +120,9 @@ class ModbusTransport:
         client = AsyncModbusTcpClient(
             cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
         )
+        # pymodbus closes the connection after this many unanswered requests (plus one); the
+        # collector's own limit, counting malformed answers too, is reached first
+        client.set_max_no_responses(cfg.failed_requests_before_reconnect)
         try:
             await self._open(client)
         except BaseException:  # including cancellation: never leak the socket
@@ -143,6 +154,10 @@ class ModbusTransport:
     async def read(self, function: int, address: int, count: int) -> Sequence[int] | Sequence[bool]:
         """Read ``count`` registers (function 3, 4) or bits (function 1, 2) from ``address``.
 
+        Raises ``TransientError`` if the connection is gone, ``RequestFailedError`` if this
+        request got no answer or a malformed one while the connection stays up,
+        ``DeviceBusyError`` or ``PermanentError`` for an exception response.
+
         The hot path of every collector: one call level over the client's request, a slot
         taken without awaiting when one is free, no per-request allocation of our own."""
         client = self._client
@@ -159,9 +174,12 @@ class ModbusTransport:
                     await asyncio.sleep(self._bus.gap_s)
             else:
                 rr = await request(client, address, count=count, device_id=self.cfg.unit_id)
-        except ModbusException as exc:
-            raise TransientError(f"function {function} at {address}: {exc}") from exc
-        except (TimeoutError, OSError) as exc:
+        except (ModbusException, TimeoutError) as exc:
+            what = f"function {function} at {address}: {str(exc) or repr(exc)}"
+            if isinstance(exc, ConnectionException) or not client.connected:
+                raise TransientError(what) from exc
+            raise RequestFailedError(what) from exc  # no (valid) answer to this request
+        except OSError as exc:
             raise TransientError(f"function {function} at {address}: {exc!r}") from exc
         finally:
             slots.release()
@@ -171,14 +189,14 @@ class ModbusTransport:
                 raise DeviceBusyError(f"function {function} at {address}: device busy")
             raise PermanentError(f"function {function} at {address} x{count}: device answered {rr}")
         if getattr(rr, "function_code", function) != function:
-            raise TransientError(
+            raise RequestFailedError(
                 f"function {function} at {address}: answer has function code {rr.function_code}"
             )
         values: Sequence[int] | Sequence[bool] = (
             rr.bits[:count] if function in (1, 2) else rr.registers
         )
         if len(values) != count:
-            raise TransientError(
+            raise RequestFailedError(
                 f"function {function} at {address}: {len(values)} value(s) in the answer, "
                 f"asked for {count}"
             )
