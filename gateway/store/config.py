@@ -16,8 +16,9 @@ class StoreConfig(StrictModel):
 
     Bounds: the file stays under ``max_bytes`` (bytes) and leaves ``min_free_bytes`` free on its
     disk (short of that, it stops growing); bulk records (features, scores) stored more than
-    ``max_age_s`` ago and alerts stored more than ``alert_max_age_s`` ago are deleted. Eviction order when full: acknowledged records, then
-    features, then scores; alerts only when nothing else is left.
+    ``max_age_s`` ago and alerts stored more than ``alert_max_age_s`` ago are deleted. Eviction
+    order when full: acknowledged records, then features, then scores; alerts only when nothing
+    else is left, and only as many as new rows need.
     """
 
     path: Path = Path("journal.sqlite")
