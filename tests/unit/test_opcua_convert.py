@@ -216,7 +216,7 @@ async def test_publish_gaps_and_overflow_count_as_missed(
     c = OpcUaCollector(
         "d", cfg, {"t": Channel(kind="temperature")}, BoundedQueue("q", 10), FakeClock()
     )
-    state = _SubState()
+    state = _SubState(sub=None, keepalive_s=1.0)  # type: ignore[arg-type]  # the sink alone
     sink = c._make_sink(state)
     monkeypatch.setattr(col_mod, "EVENT_QUEUE", 3)
 

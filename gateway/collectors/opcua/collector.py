@@ -4,8 +4,10 @@ Per connection: open a session (security, authentication), resolve every node (n
 to indices, browse paths to NodeIds), create subscriptions (at most
 ``max_items_per_subscription`` monitored items each) and one polling loop for polled nodes,
 then serve until the connection is lost (asyncua's keep-alive probe, a subscription status
-change, a subscription silent for ``stale_after_keepalives`` keep-alives, or a failed request).
-Then close, wait with backoff and jitter, reconnect and re-create everything, forever.
+change, a subscription silent for ``stale_after_keepalives`` of the keep-alive periods the
+server granted, or a failed request). Nodes that could not be served are resolved again every
+``node_retry_s`` on the live session and added once they resolve. Then close, wait with
+backoff and jitter, reconnect and re-create everything, forever.
 A refusal (untrusted certificate, wrong credentials) is logged once and retried every
 ``reconnect.max_s``. State changes are logged once each, never per failed attempt.
 
@@ -13,7 +15,8 @@ Output on the shared samples queue: ``Reading`` for scalar nodes, ``SampleBlock`
 nodes (see ``convert.WaveformStream`` for how ``sequence`` is derived). Timestamps: the value's
 source timestamp (else server timestamp, else the gateway's) and the gateway's receive time.
 Status codes become ``Quality``: Uncertain and Bad values are delivered marked, non-numeric
-values as NaN with Bad quality.
+values as NaN with Bad quality, non-finite values (NaN, +-inf; in a waveform, any sample) with
+Bad quality.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from asyncua import ua
 from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
@@ -128,12 +133,33 @@ class _Subscription(Subscription):
 
 @dataclass
 class _SubState:
+    sub: _Subscription
+    keepalive_s: float  # the keep-alive period the server granted
     targets: dict[int, _Target] = field(default_factory=dict)  # client handle -> target
     items: collections.deque[tuple[int, ua.DataValue]] = field(default_factory=collections.deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ended: str = ""  # why the server ended the subscription, once it did
     last_seq: int | None = None
     last_publish: float = 0.0
+    next_handle: int = 1
+
+
+@dataclass
+class _Live:
+    """What runs on one session. Any task in ``tasks`` that ends with a reason (a string)
+    or a network error ends the session; one that returns ``None`` only finished its job."""
+
+    session: OpcUaSession
+    polled: list[_Target] = field(default_factory=list)  # read by the polling loop, if any
+    served: set[int] = field(default_factory=set)  # node indices subscribed or polled
+    tasks: set[asyncio.Future[str | None]] = field(default_factory=set)
+    background: list[asyncio.Future[Any]] = field(default_factory=list)  # cancelled at the end
+    added: asyncio.Event = field(default_factory=asyncio.Event)
+    polling: bool = False
+
+    def spawn(self, work: Awaitable[str | None]) -> None:
+        self.tasks.add(asyncio.ensure_future(work))
+        self.added.set()
 
 
 class OpcUaCollector:
@@ -181,6 +207,8 @@ class OpcUaCollector:
         self._had_session = False
         self._node_problems: dict[int, str] = {}
         self._not_numeric: set[str] = set()
+        self._not_finite: set[str] = set()  # channels whose latest value is not finite
+        self._revision: tuple[float, int] | None = None  # logged revised subscription timing
         self._gap_log = RateLimitedLog(log, interval_s=60.0)
         self._missed_log = RateLimitedLog(log, interval_s=60.0)
         self._subs: list[_SubState] = []
@@ -277,49 +305,86 @@ class OpcUaCollector:
 
     async def _serve(self, session: OpcUaSession) -> str:
         """Create everything on the new session and run until it is lost; returns why."""
-        client = session.client
+        live = _Live(session)
+        self.counters.subscriptions = self.counters.monitored_items = 0
         try:
-            resolved, errors = await resolve_nodes(client, list(self.cfg.nodes))
-            subscribed = [r for r in resolved if self.cfg.node_mode(r.node) == "subscription"]
-            polled = [r for r in resolved if self.cfg.node_mode(r.node) == "polling"]
-            states = await self._subscribe(session, subscribed, errors)
-        except _NETWORK_ERRORS as exc:
-            return f"setting up the session failed: {exc or type(exc).__name__}"
-        self._report_node_errors(errors)
-        await self._emit_unresolved(errors)
-        consumers = [self._consume(state) for state in states]
-        self._set_connected()
-        work: list[Awaitable[str]] = [*consumers, self._watch_keepalive()]
-        if polled:
-            work.append(self._poll(session, polled))
-        tasks = [asyncio.ensure_future(w) for w in work]
-        lost = asyncio.ensure_future(session.lost.wait())
-        # asyncua keeps one PublishRequest in flight per session (its publish loop); more loops
-        # keep more in flight, so a slow answer for one subscription does not hold the others
-        extra = [
-            asyncio.ensure_future(client.uaclient.session._publish_loop())
-            for _ in range(self.cfg.publish_requests - 1 if consumers else 0)
-        ]
-        try:
-            done, _ = await asyncio.wait([*tasks, lost], return_when=asyncio.FIRST_COMPLETED)
+            try:
+                errors = await self._add_nodes(live, range(len(self.cfg.nodes)))
+            except _NETWORK_ERRORS as exc:
+                return f"setting up the session failed: {exc or type(exc).__name__}"
+            self._report_node_errors(dict(errors))
+            await self._emit_unresolved(errors)
+            self._set_connected()
+            live.spawn(self._watch_keepalive())
+            if self._unserved(live):
+                live.spawn(self._retry_nodes(live))
+            return await self._run_tasks(live)
         finally:
-            for t in [*tasks, lost, *extra]:
+            everything = [*live.tasks, *live.background]
+            for t in everything:
                 t.cancel()
-            await asyncio.gather(*tasks, lost, *extra, return_exceptions=True)
-        if lost in done:
-            return session.lost_reason or "connection lost"
-        for t in done:
-            error = t.exception()
-            if error is not None and not isinstance(error, _NETWORK_ERRORS):
-                raise error
-            if error is not None:
-                return f"request failed: {error or type(error).__name__}"
-            return str(t.result())
-        return "connection lost"
+            await asyncio.gather(*everything, return_exceptions=True)
+
+    async def _run_tasks(self, live: _Live) -> str:
+        """Wait until the session is lost or one of its tasks ends it; returns why."""
+        lost = asyncio.ensure_future(live.session.lost.wait())
+        live.background.append(lost)
+        while True:
+            live.added.clear()
+            added = asyncio.ensure_future(live.added.wait())
+            try:
+                waits: list[asyncio.Future[Any]] = [*live.tasks, lost, added]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                added.cancel()
+            if lost in done:
+                return live.session.lost_reason or "connection lost"
+            for t in [t for t in live.tasks if t in done]:
+                live.tasks.discard(t)
+                error = t.exception()
+                if error is not None and not isinstance(error, _NETWORK_ERRORS):
+                    raise error
+                if error is not None:
+                    return f"request failed: {error or type(error).__name__}"
+                if t.result() is not None:
+                    return str(t.result())
+
+    async def _add_nodes(self, live: _Live, indices: Iterable[int]) -> list[tuple[int, str]]:
+        """Resolve the configured nodes at ``indices`` and subscribe or poll those that resolve;
+        returns ``(index, reason)`` for the others. Network errors propagate."""
+        client = live.session.client
+        resolved, errors = await resolve_nodes(client, list(self.cfg.nodes), only=list(indices))
+        subscribed = [r for r in resolved if self.cfg.node_mode(r.node) == "subscription"]
+        polled = [r for r in resolved if self.cfg.node_mode(r.node) == "polling"]
+        await self._subscribe(live, subscribed, errors)
+        for r in polled:
+            if r.sequence_id is not None:
+                live.polled.append(_Target(r, True))
+            live.polled.append(_Target(r, False))
+            live.served.add(r.index)
+        if live.polled and not live.polling:
+            live.polling = True
+            live.spawn(self._poll(live))
+        return errors
+
+    def _unserved(self, live: _Live) -> list[int]:
+        """Indices of the nodes that cannot be served and are neither subscribed nor polled (a
+        node served without its sequence node stays as it is until the next session)."""
+        return sorted(set(self._node_problems) - live.served)
+
+    async def _retry_nodes(self, live: _Live) -> None:
+        """Every ``node_retry_s``: resolve the unserved nodes again and serve those that now
+        resolve, until none is left."""
+        while unserved := self._unserved(live):
+            await self.clock.sleep(self.cfg.node_retry_s)
+            errors = await self._add_nodes(live, unserved)
+            kept = {i: r for i, r in self._node_problems.items() if i not in unserved}
+            self._report_node_errors({**kept, **dict(errors)})
 
     # -- nodes that cannot be served --------------------------------------------------------
-    def _report_node_errors(self, errors: list[tuple[int, str]]) -> None:
-        problems = dict(errors)
+    def _report_node_errors(self, problems: dict[int, str]) -> None:
+        """Make ``problems`` (node index -> reason) the nodes that cannot be served; log each
+        new problem or changed reason once, and each node that is available again."""
         new = {i: r for i, r in problems.items() if self._node_problems.get(i) != r}
         for i, reason in sorted(new.items()):
             n = self.cfg.nodes[i]
@@ -331,7 +396,10 @@ class OpcUaCollector:
                 reason,
             )
         for i in set(self._node_problems) - set(problems):
-            log.info("device %s: node %s available again", self.device_id, self.cfg.nodes[i].label)
+            n = self.cfg.nodes[i]
+            log.info(
+                "device %s: node %s (channel %s) available", self.device_id, n.label, n.channel
+            )
         self.counters.node_errors += len(new)
         self._node_problems = problems
 
@@ -346,56 +414,121 @@ class OpcUaCollector:
 
     # -- subscriptions ------------------------------------------------------------------------
     async def _subscribe(
-        self, session: OpcUaSession, nodes: list[ResolvedNode], errors: list[tuple[int, str]]
-    ) -> list[_SubState]:
-        """Subscriptions holding every node's monitored items (a waveform and its counter
-        stay in one subscription); items the server refuses are added to ``errors``."""
-        cfg, client = self.cfg, session.client
-        chunks: list[list[ResolvedNode]] = []
-        size = 0
-        for r in nodes:
-            items = 2 if r.sequence_id is not None else 1
-            if not chunks or size + items > cfg.max_items_per_subscription:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(r)
-            size += items
-        out: list[_SubState] = []
-        self.counters.subscriptions = self.counters.monitored_items = 0
-        for chunk in chunks:
-            params = ua.CreateSubscriptionParameters()
-            params.RequestedPublishingInterval = float(cfg.publishing_interval_ms)
-            keepalive = max(1, math.ceil(cfg.keepalive_s * 1000 / cfg.publishing_interval_ms))
-            params.RequestedMaxKeepAliveCount = keepalive
-            params.RequestedLifetimeCount = keepalive * max(3, cfg.stale_after_keepalives * 2)
-            params.MaxNotificationsPerPublish = 0
-            params.PublishingEnabled = True
-            params.Priority = 0
-            sub = _Subscription(client.uaclient.session, params, None)
-            state = _SubState(last_publish=self.clock.monotonic())
-            sub.sink = self._make_sink(state)
-            await sub.init()
-            requests: list[ua.MonitoredItemCreateRequest] = []
-            for r in chunk:
-                if r.sequence_id is not None:
-                    requests.append(self._item(r, r.sequence_id, len(requests) + 1, state, True))
-                requests.append(self._item(r, r.node_id, len(requests) + 1, state, False))
-            results = await sub.create_monitored_items(requests)
-            for req, res in zip(requests, results, strict=True):
-                if isinstance(res, ua.StatusCode):
-                    target = state.targets.pop(req.RequestedParameters.ClientHandle)
-                    what = "sequence node" if target.is_sequence else "node"
-                    errors.append((target.node.index, f"{what}: {res.name}"))
-            self.counters.subscriptions += 1
-            self.counters.monitored_items += len(state.targets)
-            out.append(state)
-        self._subs = out
-        return out
+        self, live: _Live, nodes: list[ResolvedNode], errors: list[tuple[int, str]]
+    ) -> None:
+        """Monitored items for ``nodes``: in the newest subscription while it has room (at most
+        ``max_items_per_subscription`` items; a waveform and its counter stay in one), then in
+        new ones. A node whose item the server refuses is added to ``errors``."""
+        limit = self.cfg.max_items_per_subscription
+        pending = collections.deque(nodes)
+        while pending:
+            state = self._subs[-1] if self._subs else None
+            if state is None or (len(state.targets) >= limit):
+                state = await self._new_subscription(live)
+            room = limit - len(state.targets)
+            chunk: list[ResolvedNode] = []
+            while pending:
+                items = 2 if pending[0].sequence_id is not None else 1
+                if items > room and (chunk or state.targets):
+                    break
+                chunk.append(pending.popleft())
+                room -= items
+            if not chunk:  # the newest subscription is too full for the next node
+                state = await self._new_subscription(live)
+                continue
+            await self._add_items(live, state, chunk, errors)
+
+    async def _new_subscription(self, live: _Live) -> _SubState:
+        """Create a subscription (and its consumer task); log once if the server revised its
+        timing."""
+        cfg = self.cfg
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = float(cfg.publishing_interval_ms)
+        keepalive = max(1, math.ceil(cfg.keepalive_s * 1000 / cfg.publishing_interval_ms))
+        params.RequestedMaxKeepAliveCount = keepalive
+        params.RequestedLifetimeCount = keepalive * max(3, cfg.stale_after_keepalives * 2)
+        params.MaxNotificationsPerPublish = 0
+        params.PublishingEnabled = True
+        params.Priority = 0
+        sub = _Subscription(live.session.client.uaclient.session, params, None)
+        res = await sub.init()
+        interval = float(res.RevisedPublishingInterval)
+        count = int(res.RevisedMaxKeepAliveCount)
+        if not (interval > 0 and math.isfinite(interval)) or count <= 0:  # not revised
+            interval, count = params.RequestedPublishingInterval, keepalive
+        self._log_revision(params.RequestedPublishingInterval, keepalive, interval, count)
+        state = _SubState(sub, interval * count / 1000, last_publish=self.clock.monotonic())
+        sub.sink = self._make_sink(state)
+        if not self._subs:
+            # asyncua keeps one PublishRequest in flight per session (its publish loop); more
+            # loops keep more in flight, so a slow answer for one subscription does not hold
+            # the others
+            client = live.session.client
+            live.background += [
+                asyncio.ensure_future(client.uaclient.session._publish_loop())
+                for _ in range(cfg.publish_requests - 1)
+            ]
+        self._subs.append(state)
+        self.counters.subscriptions += 1
+        live.spawn(self._consume(state))
+        return state
+
+    def _log_revision(
+        self, interval: float, count: int, revised: float, revised_count: int
+    ) -> None:
+        if (revised, revised_count) == (interval, count):
+            self._revision = None
+            return
+        if self._revision != (revised, revised_count):
+            self._revision = (revised, revised_count)
+            log.info(
+                "device %s: the server revised the publishing interval to %g ms and the "
+                "keep-alive count to %d (requested %g ms, %d): a subscription counts as lost "
+                "after %.3gs without a publish response",
+                self.device_id,
+                revised,
+                revised_count,
+                interval,
+                count,
+                revised * revised_count / 1000 * self.cfg.stale_after_keepalives,
+            )
+
+    async def _add_items(
+        self,
+        live: _Live,
+        state: _SubState,
+        chunk: list[ResolvedNode],
+        errors: list[tuple[int, str]],
+    ) -> None:
+        """Create the monitored items of ``chunk`` in one request."""
+        requests: list[ua.MonitoredItemCreateRequest] = []
+        main: dict[int, int] = {}  # node index -> handle of its value item
+        seq: dict[int, int] = {}  # node index -> handle of its sequence item
+        for r in chunk:
+            if r.sequence_id is not None:
+                seq[r.index] = state.next_handle
+                requests.append(self._item(r, r.sequence_id, state, True))
+            main[r.index] = state.next_handle
+            requests.append(self._item(r, r.node_id, state, False))
+        results = await state.sub.create_monitored_items(requests)
+        for req, res in zip(requests, results, strict=True):
+            if isinstance(res, ua.StatusCode):
+                target = state.targets.pop(req.RequestedParameters.ClientHandle)
+                what = "sequence node" if target.is_sequence else "node"
+                errors.append((target.node.index, f"{what}: {res.name}"))
+        for r in chunk:
+            if main[r.index] in state.targets:
+                live.served.add(r.index)
+            elif r.index in seq:  # its counter alone is of no use
+                state.targets.pop(seq[r.index], None)
+        self.counters.monitored_items = sum(len(s.targets) for s in self._subs)
 
     def _item(
-        self, r: ResolvedNode, node_id: ua.NodeId, handle: int, state: _SubState, is_seq: bool
+        self, r: ResolvedNode, node_id: ua.NodeId, state: _SubState, is_seq: bool
     ) -> ua.MonitoredItemCreateRequest:
         n, cfg = r.node, self.cfg
+        handle = state.next_handle
+        state.next_handle += 1
         rv = ua.ReadValueId()
         rv.NodeId = node_id
         rv.AttributeId = AttributeIds.Value
@@ -472,22 +605,22 @@ class OpcUaCollector:
                 return state.ended
 
     async def _watch_keepalive(self) -> str:
-        """Return once a subscription stays silent (not even a keep-alive) too long."""
-        limit = self.cfg.keepalive_s * self.cfg.stale_after_keepalives
+        """Return once a subscription stays silent (not even a keep-alive) for
+        ``stale_after_keepalives`` of the keep-alive periods the server granted it."""
+        stale = self.cfg.stale_after_keepalives
         while True:
             await self.clock.sleep(self.cfg.keepalive_s)
             now = self.clock.monotonic()
-            if any(now - s.last_publish > limit for s in self._subs):
-                return f"no publish response for {limit:.3g}s (keep-alive missed)"
+            for s in self._subs:
+                limit = s.keepalive_s * stale
+                if now - s.last_publish > limit:
+                    return f"no publish response for {limit:.3g}s (keep-alive missed)"
 
     # -- polling --------------------------------------------------------------------------
-    async def _poll(self, session: OpcUaSession, nodes: list[ResolvedNode]) -> str:
-        """Read every polled node (and waveform counter) in batches each ``poll_period_s``."""
-        targets: list[_Target] = []
-        for r in nodes:
-            if r.sequence_id is not None:
-                targets.append(_Target(r, True))
-            targets.append(_Target(r, False))
+    async def _poll(self, live: _Live) -> str:
+        """Read every polled node (and waveform counter) in batches each ``poll_period_s``;
+        ``live.polled`` may grow meanwhile."""
+        session, targets = live.session, live.polled
         period, batch = self.cfg.poll_period_s, self.cfg.poll_batch_size
         deadline = self.clock.monotonic()
         while True:
@@ -537,10 +670,34 @@ class OpcUaCollector:
                     type(value).__name__,
                 )
             v, quality = math.nan, Quality.BAD
+        elif not math.isfinite(v):
+            if quality != Quality.BAD:
+                self._note_finite(n, f"a non-finite value ({v})")
+                quality = Quality.BAD
+        elif n.channel in self._not_finite:
+            self._note_finite(n, None)
         if quality != Quality.GOOD:
             self.counters.bad_values += 1
         self.counters.readings += 1
         await self.out.put(Reading(n.channel, ts, now, v, quality))
+
+    def _note_finite(self, n: OpcUaNode, problem: str | None) -> None:
+        """Log once when a channel's values turn non-finite (``problem`` says how) and once
+        when they are finite again (``problem`` None)."""
+        if problem is None:
+            self._not_finite.discard(n.channel)
+            log.info(
+                "device %s: node %s (channel %s) finite again", self.device_id, n.label, n.channel
+            )
+        elif n.channel not in self._not_finite:
+            self._not_finite.add(n.channel)
+            log.warning(
+                "device %s: node %s (channel %s) holds %s: marked bad",
+                self.device_id,
+                n.label,
+                n.channel,
+                problem,
+            )
 
     async def _on_waveform(
         self, n: OpcUaNode, ts: int, now: int, quality: Quality, value: object
@@ -570,6 +727,12 @@ class OpcUaCollector:
         if place.skip:
             samples = samples[place.skip :]
             ts += round(place.skip / stream.fs * 1e9)
+        if not np.isfinite(samples).all():
+            if quality != Quality.BAD:
+                self._note_finite(n, "non-finite samples")
+                quality = Quality.BAD
+        elif n.channel in self._not_finite:
+            self._note_finite(n, None)
         if quality != Quality.GOOD:
             self.counters.bad_values += 1
         self.counters.blocks += 1

@@ -95,10 +95,13 @@ class OpcUaDevice(StrictModel):
     ``username``/``password``, or ``user_certificate``/``user_private_key`` (X.509 identity).
 
     Recovery: the session is probed every ``keepalive_s``; a subscription silent for
-    ``stale_after_keepalives`` keep-alive periods counts as lost. On loss the collector
-    reconnects with ``reconnect`` backoff and re-creates every subscription. A refusal that
-    retrying cannot fix (untrusted certificate, wrong credentials, no matching endpoint) is
-    logged once and retried every ``reconnect.max_s`` only.
+    ``stale_after_keepalives`` keep-alive periods counts as lost (a subscription's keep-alive
+    period is requested as about ``keepalive_s``; the server's revised publishing interval
+    times its revised keep-alive count is what counts). On loss the collector reconnects with
+    ``reconnect`` backoff and re-creates every subscription. A refusal that retrying cannot
+    fix (untrusted certificate, wrong credentials, no matching endpoint) is logged once and
+    retried every ``reconnect.max_s`` only. Nodes that cannot be served on a live session
+    (namespace or node not there yet, item refused) are tried again every ``node_retry_s``.
 
     Many nodes are split into subscriptions of at most ``max_items_per_subscription``
     monitored items; polled nodes are read in batches of ``poll_batch_size``.
@@ -129,6 +132,7 @@ class OpcUaDevice(StrictModel):
     timeout_s: float = Field(4.0, gt=0, le=600)
     keepalive_s: float = Field(5.0, gt=0, le=600)
     stale_after_keepalives: int = Field(5, ge=2, le=1000)
+    node_retry_s: float = Field(10.0, gt=0, le=3600)
     session_timeout_s: float = Field(60.0, ge=1, le=86_400)
     reconnect: Backoff = Backoff()
     nodes: list[OpcUaNode] = Field(default_factory=list)

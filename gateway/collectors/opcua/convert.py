@@ -54,7 +54,8 @@ def source_ts_ns(dv: ua.DataValue | None, fallback_ns: int) -> int:
 
 
 def reading_value(val: object) -> float | None:
-    """A scalar as float (booleans as 0/1); ``None`` if it is not a finite-able number."""
+    """A scalar as float (booleans as 0/1; NaN and infinities as they are); ``None`` if it is
+    not a number."""
     if isinstance(val, bool):
         return float(val)
     if isinstance(val, (int, float)):

@@ -3,6 +3,7 @@ current indices, browse paths (below ``Objects``) in batched TranslateBrowsePath
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from asyncua import ua
@@ -34,14 +35,17 @@ class _Ref:
 
 
 async def resolve_nodes(
-    client: Client, nodes: list[OpcUaNode]
+    client: Client, nodes: list[OpcUaNode], only: Collection[int] | None = None
 ) -> tuple[list[ResolvedNode], list[tuple[int, str]]]:
     """Resolved nodes, and ``(index, reason)`` for those that cannot be (unknown namespace URI,
-    browse path not found). Network errors propagate."""
+    browse path not found); of the nodes at the indices ``only`` if given, else of all.
+    Indices are into ``nodes``. Network errors propagate."""
     ns_array: list[str] = list(await client.get_namespace_array())
     errors: list[tuple[int, str]] = []
     refs: list[_Ref] = []
-    for i, n in enumerate(nodes):
+    wanted = range(len(nodes)) if only is None else sorted(only)
+    for i in wanted:
+        n = nodes[i]
         if n.namespace_uri not in ns_array:
             errors.append((i, f"namespace {n.namespace_uri!r} is not on the server"))
             continue
@@ -72,8 +76,8 @@ async def resolve_nodes(
                 )
     failed = {i for i, _ in errors}
     resolved = [
-        ResolvedNode(i, n, ids[(i, "node")], ids.get((i, "sequence")))
-        for i, n in enumerate(nodes)
+        ResolvedNode(i, nodes[i], ids[(i, "node")], ids.get((i, "sequence")))
+        for i in wanted
         if i not in failed and (i, "node") in ids
     ]
     return resolved, errors
