@@ -66,6 +66,23 @@ async def drain(out: BoundedQueue[Record]) -> list[Record]:
             return got
 
 
+async def raised_alert(
+    clock: FakeClock, state: Path | None = None
+) -> tuple[AlertStage, BoundedQueue[Scored], BoundedQueue[Record], asyncio.Task[None], AlertEvent]:
+    """A running stage (its ticker asleep) whose ``anomaly`` alert was just raised, the score
+    that raised it taken from ``out``; returns the stage, its queues, its task and the raise."""
+    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
+    out: BoundedQueue[Record] = BoundedQueue("records", 100)
+    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
+    task = asyncio.create_task(stage.run())
+    await clock.wait_for_sleepers(1)  # (the ticker)
+    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
+    await out.get()
+    raised = await out.get()
+    assert isinstance(raised, AlertEvent)
+    return stage, inp, out, task, raised
+
+
 async def test_stage_forwards_inputs_and_transitions_and_drains() -> None:
     clock = FakeClock()
     inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
@@ -123,14 +140,7 @@ async def test_active_alerts_survive_a_restart_of_the_gateway(tmp_path: Path) ->
     from the same file carries on with them: no second raise, the same id when it clears."""
     state = tmp_path / "alerts-active.json"
     clock = FakeClock()
-    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
-    out: BoundedQueue[Record] = BoundedQueue("records", 100)
-    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
-    task = asyncio.create_task(stage.run())
-    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
-    await out.get()
-    raised = await out.get()
-    assert isinstance(raised, AlertEvent)
+    stage, inp, _out, task, raised = await raised_alert(clock, state)
     ack = await stage.acknowledge(raised.alert_id, by="operator")
     await inp.close()
     await task  # the process dies here: only the file remains
@@ -160,15 +170,7 @@ async def test_transitions_are_saved_at_once_then_at_most_every_interval(tmp_pat
     that write (flapping rules cost a few writes a second); a new value alone writes nothing."""
     state = tmp_path / "alerts-active.json"
     clock = FakeClock()
-    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
-    out: BoundedQueue[Record] = BoundedQueue("records", 100)
-    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
-    task = asyncio.create_task(stage.run())
-    await clock.wait_for_sleepers(1)  # (the ticker)
-    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
-    await out.get()
-    raised = await out.get()
-    assert isinstance(raised, AlertEvent)
+    stage, inp, out, task, raised = await raised_alert(clock, state)
     await stage.state_saved()  # at once: the clock has not moved
     saved = json.loads(state.read_text())
     assert saved["anomaly"]["alert_id"] == raised.alert_id
@@ -194,15 +196,7 @@ async def test_transitions_are_saved_at_once_then_at_most_every_interval(tmp_pat
 async def test_a_transition_waiting_for_its_write_is_written_at_close(tmp_path: Path) -> None:
     state = tmp_path / "alerts-active.json"
     clock = FakeClock()
-    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
-    out: BoundedQueue[Record] = BoundedQueue("records", 100)
-    stage = AlertStage(CFG, ASSETS, inp, out, clock, state_path=state)
-    task = asyncio.create_task(stage.run())
-    await clock.wait_for_sleepers(1)
-    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
-    await out.get()
-    raised = await out.get()
-    assert isinstance(raised, AlertEvent)
+    stage, inp, _out, task, _raised = await raised_alert(clock, state)
     await stage.state_saved()
     await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.1, 0.8))  # clears at once
     await clock.wait_for_sleepers(2)
@@ -225,14 +219,7 @@ def test_a_damaged_alert_file_is_reported_and_ignored(
 
 async def test_a_second_acknowledgement_is_recorded_once() -> None:
     clock = FakeClock()
-    inp: BoundedQueue[Scored] = BoundedQueue("scored", 100)
-    out: BoundedQueue[Record] = BoundedQueue("records", 100)
-    stage = AlertStage(CFG, ASSETS, inp, out, clock)
-    task = asyncio.create_task(stage.run())
-    await inp.put(Score("m1", clock.now_ns(), "iforest", "7", 0.9, 0.8))
-    await out.get()
-    raised = await out.get()
-    assert isinstance(raised, AlertEvent)
+    stage, inp, out, task, raised = await raised_alert(clock)
     first = await stage.acknowledge(raised.alert_id, by="op1")
     again = await stage.acknowledge(raised.alert_id, by="op2")
     assert again == first  # the first acknowledgement stands
