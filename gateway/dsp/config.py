@@ -25,6 +25,11 @@ class DspConfig(StrictModel):
     velocity_band_hz: tuple[float, float] = (10.0, 1000.0)
     #: envelope demodulation band; default: the 2 kHz band above 1 kHz with the most energy
     envelope_band_hz: tuple[float, float] | None = None
+    #: how long the stage may hold the blocks it takes to gather those arriving just after
+    #: them into the same batch: larger batches cost much less CPU per window. It only waits
+    #: while blocks arrive closer together than this, so it adds at most this much to a
+    #: window's latency, and nothing under a light load; 0: never waits
+    batch_wait_ms: float = Field(8.0, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -30,6 +30,7 @@ from gateway.dsp.config import DspConfig
 from gateway.dsp.extract import ChannelExtractor
 from gateway.dsp.framing import Framer
 from gateway.dsp.spectral import SpectralPlan
+from gateway.runtime.gather import Gatherer
 from gateway.runtime.offload import run_batches
 from gateway.runtime.queues import BoundedQueue
 
@@ -300,6 +301,8 @@ class DspStage:
         on_frame: FrameCallback | None = None,
     ) -> None:
         self.proc = DspProcessor(cfg, channels, assets, clock.now_ns)
+        #: takes the batches: those arriving close together go as one
+        self.gather = Gatherer(inp.get_many, BATCH, cfg.batch_wait_ms / 1000, clock)
         self.inp, self.on_frame = inp, on_frame
         self.out: BoundedQueue[Any] = out
         self.frames = 0
@@ -324,7 +327,7 @@ class DspStage:
     async def run(self) -> None:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsp")
         try:
-            await run_batches(lambda: self.inp.get_many(BATCH), self._work, self._emit, executor)
+            await run_batches(self.gather, self._work, self._emit, executor)
         finally:
             executor.shutdown(wait=False)
 

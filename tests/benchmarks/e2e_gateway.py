@@ -119,9 +119,12 @@ class Delays:
                 self.committed.append(d)
 
 
-def config(channels: int, state: Path, level: float | None = None) -> GatewayConfig:
+def config(
+    channels: int, state: Path, level: float | None = None, batch_wait_ms: float | None = None
+) -> GatewayConfig:
     """The benchmark's gateway: ``channels`` vibration channels each an asset with the shipped
-    model and a score rule; with ``level``, the flapping level rules too."""
+    model and a score rule; with ``level``, the flapping level rules too; with
+    ``batch_wait_ms``, that ``dsp.batch_wait_ms`` instead of the default."""
     model = MODELS / "motor-pump"  # the shipped model (gateway.demo would load the simulators)
     manifest = read_manifest(model)
     rules: dict[str, dict[str, object]] = {
@@ -148,7 +151,8 @@ def config(channels: int, state: Path, level: float | None = None) -> GatewayCon
         }
     raw = {
         "gateway": {"state_dir": str(state)},
-        "dsp": dsp_for(manifest.dsp, FS).model_dump(mode="json"),
+        "dsp": dsp_for(manifest.dsp, FS).model_dump(mode="json")
+        | ({} if batch_wait_ms is None else {"batch_wait_ms": batch_wait_ms}),
         "channels": {f"c{i}": {"kind": "vibration", "sample_rate_hz": FS} for i in range(channels)},
         "assets": {
             f"a{i}": {"channels": [f"c{i}"], "shaft_speed_hz": 24.75} for i in range(channels)
@@ -166,10 +170,16 @@ def config(channels: int, state: Path, level: float | None = None) -> GatewayCon
     return GatewayConfig.model_validate(raw)
 
 
-async def run(channels: int, base: np.ndarray, state: Path, run_s: float) -> dict[str, object]:
+async def run(
+    channels: int,
+    base: np.ndarray,
+    state: Path,
+    run_s: float,
+    batch_wait_ms: float | None = None,
+) -> dict[str, object]:
     cfg0 = config(channels, state)
     level = median_rms(base, cfg0.dsp.window, cfg0.dsp.hop)
-    pipe = Pipeline(config(channels, state, level))
+    pipe = Pipeline(config(channels, state, level, batch_wait_ms))
     t0_ns = time.time_ns()
     arrivals: dict[tuple[int, int], float] = {}
     last = {min(channels, d + PER_DEVICE) - 1 for d in range(0, channels, PER_DEVICE)}
@@ -224,9 +234,10 @@ def main() -> None:
     ap.add_argument("--state", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seconds", type=float, default=12.0)
+    ap.add_argument("--batch-wait-ms", type=float, default=None)
     a = ap.parse_args()
     base = np.load(a.signal).astype(np.float32)
-    result = asyncio.run(run(a.channels, base, a.state, a.seconds))
+    result = asyncio.run(run(a.channels, base, a.state, a.seconds, a.batch_wait_ms))
     a.out.write_text(json.dumps(result))
 
 
