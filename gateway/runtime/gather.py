@@ -25,10 +25,11 @@ class Gatherer(Generic[T]):
     items ready, plus those that arrive soon after, when arrivals come close together.
 
     An arrival is ``take`` returning. After each one, the next is expected one inter-arrival gap
-    later (the last gap seen, across batches); the batch waits for it only when that falls
-    within ``wait_s`` of the batch's first arrival, never past that deadline and never beyond
-    ``limit`` items. So a batch is held at most ``wait_s`` (what it took first is delayed by
-    that much at worst), and not at all while arrivals are further apart than ``wait_s``: a
+    later (the shorter of the last two gaps, across batches: the first arrival of a burst after
+    a pause expects the burst's spacing, not the pause); the batch waits for it only when that
+    falls within ``wait_s`` of the batch's first arrival, never past that deadline and never
+    beyond ``limit`` items. So a batch is held at most ``wait_s`` (what it took first is delayed
+    by that much at worst), and not at all while arrivals are further apart than ``wait_s``: a
     light load keeps its latency. Nothing is lost: an item that arrives after the deadline
     starts the next batch. A queue closed while waiting ends the batch with what it holds
     (the next call raises ``QueueClosed``). With ``wait_s = 0`` it is ``take(limit)``.
@@ -43,30 +44,31 @@ class Gatherer(Generic[T]):
             raise ValueError("need limit >= 1 and wait_s >= 0")
         self.take, self.limit, self.wait_s, self.clock = take, limit, wait_s, clock
         self._last = -math.inf  #: monotonic time of the last arrival
-        self._gap = math.inf  #: the last interval between two arrivals
+        self._gaps = (math.inf, math.inf)  #: the last two intervals between arrivals
         #: batches that waited for more, and those of them whose wait ran out
         self.waits = 0
         self.timeouts = 0
 
-    def _arrived(self) -> float:
+    def _arrived(self) -> tuple[float, float]:
+        """Note an arrival: its time and when the next is expected."""
         now = self.clock.monotonic()
-        self._gap, self._last = now - self._last, now
-        return now
+        self._gaps, self._last = (self._gaps[1], now - self._last), now
+        return now, now + min(self._gaps)
 
     async def __call__(self) -> list[T]:
         items = await self.take(self.limit)
         if not self.wait_s:
             return items
-        first = now = self._arrived()
-        deadline = first + self.wait_s
+        now, expected = self._arrived()
+        deadline = now + self.wait_s
         waited = False
-        while len(items) < self.limit and now + self._gap <= deadline:
+        while len(items) < self.limit and expected <= deadline:
             waited = True
             more = await self._take_until(self.limit - len(items), deadline - now)
             if more is None:  # the deadline passed, or the queue closed
                 break
             items += more
-            now = self._arrived()
+            now, expected = self._arrived()
         self.waits += waited
         return items
 

@@ -87,8 +87,28 @@ async def test_a_batch_is_never_held_past_its_deadline_and_a_late_item_starts_th
     assert await batch == [2, 3]
     assert clock.sleeps == [pytest.approx(WAIT), pytest.approx(0.005)]
     assert g.timeouts == 1
-    await arrive(q, clock, 0.009, 4)
-    assert await asyncio.wait_for(g(), 60) == [4]  # hang guard only: nothing was lost
+    await arrive(q, clock, 0.009, 4)  # past the deadline: the next batch's
+    nxt = asyncio.create_task(g())
+    await until(lambda: len(clock.sleeps) == 3)  # (due 3 ms after it, as the last gap but one)
+    clock.advance(WAIT)
+    assert await nxt == [4]  # nothing was lost
+
+
+async def test_a_burst_after_a_pause_is_gathered_whole() -> None:
+    q, clock, g = setup()
+    first = await held(q, clock, g, 0.001)  # a first burst, 1 ms apart
+    clock.advance(WAIT)  # nothing more comes before the deadline
+    assert await first == [2]
+    await arrive(q, clock, 0.100, 3)  # after a pause: the burst's spacing is expected again
+    batch = asyncio.create_task(g())
+    await until(lambda: len(clock.sleeps) == 2)  # waiting for the next
+    await arrive(q, clock, 0.001, 4)
+    await until(lambda: len(clock.sleeps) == 3)  # and for the one after
+    await arrive(q, clock, 0.001, 5)
+    await until(lambda: len(clock.sleeps) == 4)
+    assert not batch.done()
+    clock.advance(0.006)  # the deadline: 8 ms after 3 came
+    assert await batch == [3, 4, 5]
 
 
 async def test_a_full_batch_is_not_held() -> None:
