@@ -318,7 +318,12 @@ class DspStage:
         return self.proc.framers
 
     def status(self) -> dict[str, object]:
-        return {"frames": self.frames, "gaps": {c: f.gaps for c, f in self.proc.framers.items()}}
+        return {
+            "frames": self.frames,
+            "gaps": {c: f.gaps for c, f in self.proc.framers.items()},
+            # batches held for the blocks arriving just after them (``dsp.batch_wait_ms``)
+            "batches_held": self.gather.waits,
+        }
 
     def process(self, item: SampleBlock | Reading) -> list[FeatureFrame]:
         """Synchronous step for one item (replay and tests)."""
