@@ -36,6 +36,21 @@ def test_append_read_ack_and_reopen(tmp_path: Path) -> None:
     assert mode == "wal"
 
 
+def test_batches_of_any_size_are_stored_whole_and_in_order(tmp_path: Path) -> None:
+    # sizes across the multi-row statements' chunks (64, 16, 4, 1) and their remainders
+    j = Journal(tmp_path / "j.sqlite")
+    last, start = 0, 0
+    for n in (1, 3, 4, 5, 16, 21, 64, 85, 150, 300):
+        last = j.append(rows(n, start))
+        start += n
+        assert last == start  # the last seq of the batch
+    got = j.read("influx", 10_000)
+    assert [r.seq for r in got] == list(range(1, start + 1))
+    assert [r.ts_ns for r in got] == [1000 + i for i in range(start)]
+    assert [r.payload["features"]["rms"] for r in got] == [float(i) for i in range(start)]
+    j.close()
+
+
 def test_unopenable_path_is_a_resource_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
