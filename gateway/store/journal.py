@@ -301,14 +301,14 @@ class Journal:
                 )
         self.layouts.update(new)  # (once committed)
         self._registered_seen = seen
-        return int(last)
+        return last
 
     def _insert(self, data: Sequence[EncodedRow]) -> int:
         """Insert ``data`` in order (inside the caller's transaction); returns the last seq.
 
         Rows go in multi-row statements of ``INSERT_CHUNKS`` rows (each size's statement is
-        prepared once and cached): a third less CPU than a statement run per row, which also
-        updates the sequence counter per row."""
+        prepared once and cached): for batches of 100 to 500 rows, about a third less CPU than
+        one statement run per row (``executemany``)."""
         i, n = 0, len(data)
         last: int | None = None
         for size in INSERT_CHUNKS:
