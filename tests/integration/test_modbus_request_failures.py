@@ -138,6 +138,20 @@ def device(port: int, tags: list[dict[str, object]], **kw: object) -> ModbusDevi
     return ModbusDevice.model_validate({**base, **kw})
 
 
+async def collector(
+    server: TinyServer,
+    tags: list[dict[str, object]],
+    channels: dict[str, Channel] | None = None,
+    **kw: object,
+) -> tuple[ModbusCollector, BoundedQueue[SampleBlock | Reading]]:
+    """Start ``server``; a collector of ``device(port, tags, **kw)`` on its clock (``channels``:
+    ``CHANNELS`` by default) and its queue."""
+    port = await server.start()
+    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
+    cfg = device(port, tags, **kw)
+    return ModbusCollector("d", cfg, CHANNELS if channels is None else channels, q, server.clock), q
+
+
 async def drain(q: BoundedQueue[SampleBlock | Reading]) -> list[Reading]:
     """The readings queued so far (taking queued items never suspends)."""
     out = []
@@ -183,9 +197,7 @@ async def test_a_request_without_valid_answer_marks_its_tags_bad_and_keeps_the_c
     caplog.set_level(logging.INFO, logger="gateway")
     clock = server.clock
     server.modes[200] = mode
-    port = await server.start()
-    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
-    col = ModbusCollector("d", device(port, TWO_TAGS), CHANNELS, q, clock)
+    col, q = await collector(server, TWO_TAGS)
     async with running(col):
         await drive(clock, lambda: len(q) >= 12)  # six periods, more than 3 failed requests
         first = await drain(q)
@@ -211,16 +223,13 @@ async def test_a_device_answering_nothing_becomes_unreachable_after_n_failed_req
     caplog.set_level(logging.INFO, logger="gateway")
     clock = server.clock
     server.default = "silent"
-    port = await server.start()
-    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
-    cfg = device(
-        port,
+    col, q = await collector(
+        server,
         TWO_TAGS[:1],
         failed_requests_before_reconnect=3,
         breaker_threshold=2,
         breaker_cooldown_s=30.0,
     )
-    col = ModbusCollector("d", cfg, CHANNELS, q, clock)
     async with running(col):
         await drive(clock, lambda: col.state == "unreachable")
         assert (col.counters.failed_requests, col.counters.connects) == (3, 1)
@@ -247,10 +256,7 @@ async def test_readings_of_a_period_are_delivered_when_the_connection_is_dropped
         for ch, address in (("a", 0), ("b", 100), ("c", 200), ("d", 300))
     ]
     server.modes = {100: mode, 200: mode, 300: mode}
-    port = await server.start()
-    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
-    channels = {ch: Channel(kind="temperature") for ch in "abcd"}
-    col = ModbusCollector("d", device(port, tags), channels, q, clock)
+    col, q = await collector(server, tags, {ch: Channel(kind="temperature") for ch in "abcd"})
     async with running(col):
         await drive(clock, lambda: col.state == "unreachable")
     got = [(r.channel, r.quality) for r in await drain(q)]
@@ -270,8 +276,6 @@ async def test_a_failed_ring_read_skips_one_poll_and_loses_no_samples(
     caplog.set_level(logging.INFO, logger="gateway")
     clock = FakeClock()
     server = TinyServer(clock, ring=True)
-    port = await server.start()
-    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
     ring = {
         "channel": "v",
         "function": 3,
@@ -280,9 +284,8 @@ async def test_a_failed_ring_read_skips_one_poll_and_loses_no_samples(
         "sequence_address": SEQ_ADDRESS,
         "period_s": 1.0,
     }
-    cfg = device(port, [], waveforms=[ring])
     channels = {"v": Channel(kind="vibration", sample_rate_hz=RING_FS)}
-    col = ModbusCollector("d", cfg, channels, q, clock)
+    col, q = await collector(server, [], channels, waveforms=[ring])
     try:
         async with running(col):
             await drive(clock, lambda: len(q) >= 2, sleepers=1)
@@ -311,9 +314,7 @@ async def test_bad_readings_keep_a_tag_fresh_and_a_stale_resend_repeats_the_last
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway")
     clock = server.clock
-    port = await server.start()
-    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
-    col = ModbusCollector("d", device(port, TWO_TAGS[:1]), CHANNELS, q, clock)
+    col, q = await collector(server, TWO_TAGS[:1])
     async with running(col):
         await drive(clock, lambda: len(q) >= 2)
         server.modes[0] = "exception"
@@ -337,9 +338,7 @@ async def test_each_tag_going_stale_is_logged(
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway")
     clock = server.clock
-    port = await server.start()
-    q: BoundedQueue[SampleBlock | Reading] = BoundedQueue("q", 10_000)
-    col = ModbusCollector("d", device(port, TWO_TAGS), CHANNELS, q, clock)
+    col, q = await collector(server, TWO_TAGS)
     async with running(col):
         await drive(clock, lambda: len(q) >= 2)
         server.modes[0] = "busy"
