@@ -103,7 +103,7 @@ def pct(xs: object, q: float) -> float:
 
 def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
     sig = signal(tmp_path / "signal.npy")
-    unbatched: dict[str, float] = {}
+    unbatched: dict[int, float] = {}
     # 256 channels also with ``dsp.batch_wait_ms = 0`` (first): the baseline of the CPU at 256
     # (at 64 channels devices deliver 25 ms apart, so the default wait never engages)
     for channels, wait in ((64, None), (256, 0.0), (256, None)):
@@ -132,7 +132,7 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
             )
             bench.record(f"CPU, {channels} ch{setting}", frac, "cores")
             bench.record(f"p99 window-to-alert-committed, {channels} ch{setting}", p99, "ms")
-            unbatched[f"{channels}"] = frac
+            unbatched[channels] = frac
             continue
         bare = bare_commits(tmp_path / f"bare-{channels}.sqlite")
         b50, b99 = pct(bare, 50), pct(bare, 99)
@@ -149,7 +149,7 @@ def test_bench_end_to_end_channels(bench: Bench, tmp_path: Path) -> None:
             f"{sum(v for k, v in threads.items() if k not in ('MainThread', 'dsp', 'store')):.2f}"
         )
         bench.record(
-            f"CPU, {channels} ch @25.6 kHz", frac, "cores", baseline=unbatched.get(f"{channels}"),
+            f"CPU, {channels} ch @25.6 kHz", frac, "cores", baseline=unbatched.get(channels),
             baseline_name="dsp.batch_wait_ms = 0", goal="< 0.5 at 256",
         )  # fmt: skip
         for name, label in THREADS:
